@@ -1,0 +1,1 @@
+"""Data: VSFA VQA construction, label-free audit, benchmark loaders."""

@@ -1,0 +1,1 @@
+"""Evaluation: batched generation, judges, metrics with confidence intervals."""

@@ -1,0 +1,183 @@
+"""Load any supported VLM (hub id or local folder) into a :class:`~interp.models.vlm.VLM`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoProcessor
+
+from interp.errors import VSFAError
+from interp.models.compat import has_torchvision, load_image_only_processor
+from interp.models.families import FamilyAdapter, detect_family, get_family
+from interp.models.vlm import VLM
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when there is a GPU, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VSFAError(f"--device {device} was asked for, but no CUDA GPU is available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise VSFAError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``auto``/None: bfloat16 on a GPU, float32 on the CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise VSFAError(
+            f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)} or auto"
+        ) from None
+
+
+def _is_local(name_or_path: str) -> bool:
+    return os.path.sep in name_or_path or name_or_path.startswith(".") or Path(name_or_path).exists()
+
+
+def _read_config(name_or_path: str, trust_remote_code: bool) -> Any:
+    if _is_local(name_or_path):
+        path = Path(name_or_path)
+        if not path.exists():
+            raise VSFAError(f"model path {path} does not exist")
+        if not path.is_dir():
+            raise VSFAError(f"model path {path} is a file; expected a folder with config.json")
+        if not (path / "config.json").exists():
+            raise VSFAError(
+                f"model folder {path} has no config.json; expected a folder written by "
+                "save_pretrained (config.json, weights, processor files)"
+            )
+    try:
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise VSFAError(
+            f"cannot read the config of {name_or_path!r}: {error}. Without network access give a "
+            "local folder (HF_HUB_OFFLINE=1 keeps transformers from trying the hub)."
+        ) from None
+
+
+def resolve_run_dir(adapter: str | os.PathLike) -> tuple[str, Path]:
+    """What a training run folder (or adapter folder) holds: ``("peft", path)`` or ``("full", path)``.
+
+    Accepted layouts: a PEFT adapter folder (``adapter_config.json``), a run folder with
+    ``adapter/`` (LoRA) or ``model/`` (full fine-tune, a ``save_pretrained`` folder).
+    """
+    path = Path(adapter)
+    if not path.exists():
+        raise VSFAError(f"adapter path {path} does not exist")
+    if (path / "adapter_config.json").exists():
+        return "peft", path
+    if (path / "adapter" / "adapter_config.json").exists():
+        return "peft", path / "adapter"
+    if (path / "model" / "config.json").exists():
+        return "full", path / "model"
+    raise VSFAError(
+        f"{path} is neither a PEFT adapter (adapter_config.json) nor a training run folder "
+        "(adapter/ or model/ inside)"
+    )
+
+
+def load_vlm(
+    name_or_path: str | os.PathLike,
+    *,
+    family: str | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    adapter: str | os.PathLike | None = None,
+    trust_remote_code: bool = False,
+    merge_adapter: bool = False,
+) -> VLM:
+    """Load a VLM and its processor, detect (or check) its family, attach an adapter.
+
+    Args:
+        name_or_path: hub id or local ``save_pretrained`` folder. Local folders never touch the
+            network; set ``HF_HUB_OFFLINE=1`` to make hub ids resolve from the local cache only.
+        family: force a family (``llava``, ``qwen2_5_vl``, ``qwen3_vl``, ``gemma3``, ``idefics3``,
+            ``mllama``); detected from the config when omitted.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (bf16 on GPU, fp32 on CPU).
+        adapter: a PEFT adapter folder or a training run folder (see :func:`resolve_run_dir`).
+        trust_remote_code: off by default; only for models whose code you have read.
+        merge_adapter: merge LoRA weights into the base model (faster generation, no unload).
+    """
+    name_or_path = str(name_or_path)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    weights_path = name_or_path
+    adapter_kind, adapter_dir = (None, None)
+    if adapter is not None:
+        adapter_kind, adapter_dir = resolve_run_dir(adapter)
+        if adapter_kind == "full":
+            weights_path = str(adapter_dir)
+
+    config = _read_config(weights_path, trust_remote_code)
+    adapter_family: FamilyAdapter = get_family(family) if family else detect_family(config)
+    if family:
+        detected = detect_family(config)
+        if detected.name != adapter_family.name:
+            raise VSFAError(
+                f"--family {family} was given but {name_or_path} is a {detected.name} model "
+                f"({detected.model_class})"
+            )
+    model_class = getattr(transformers, adapter_family.model_class)
+    model = model_class.from_pretrained(
+        weights_path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+    )
+    processor = _load_processor(adapter_family, name_or_path, weights_path, trust_remote_code)
+    model.to(torch_device)
+    model.eval()
+
+    if adapter_kind == "peft":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        if merge_adapter:
+            model = model.merge_and_unload()
+        model.eval()
+
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return VLM(
+        model=model,
+        processor=processor,
+        family=adapter_family,
+        name_or_path=name_or_path,
+        adapter_path=None if adapter is None else str(adapter),
+    )
+
+
+def _load_processor(
+    family: FamilyAdapter, name_or_path: str, weights_path: str, trust_remote_code: bool
+) -> Any:
+    image_only = family.needs_video_processor and not has_torchvision()
+    for candidate in dict.fromkeys([weights_path, name_or_path]):
+        try:
+            if image_only:
+                processor_class = getattr(transformers, family.processor_class)
+                return load_image_only_processor(
+                    processor_class, candidate, trust_remote_code=trust_remote_code
+                )
+            return AutoProcessor.from_pretrained(candidate, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, TypeError):
+            continue
+    raise VSFAError(
+        f"no processor found in {name_or_path!r}: the folder needs the processor and tokenizer "
+        "files that save_pretrained writes (preprocessor_config.json, tokenizer files)"
+    )
+

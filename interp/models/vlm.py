@@ -1,0 +1,201 @@
+"""The loaded VLM: model + processor + family adapter, with chat formatting and generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+
+from interp.errors import VSFAError
+from interp.models.families import FamilyAdapter
+
+
+@dataclass
+class VLM:
+    """One loaded vision-language model, the same shape for every family.
+
+    ``model`` is the ``transformers`` model (a ``PeftModel`` when an adapter is attached),
+    ``processor`` the family's processor, ``family`` its adapter.
+    """
+
+    model: nn.Module
+    processor: Any
+    family: FamilyAdapter
+    name_or_path: str
+    adapter_path: str | None = None
+
+    # ---- structure -------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def text_config(self) -> Any:
+        return self.family.text_config(self.model.config)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The language model's decoder layers."""
+        return self.family.decoder_layers(self.model)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.text_config.hidden_size)
+
+    def hook_name(self, layer: int) -> str:
+        """TransformerLens name of the residual stream after decoder layer ``layer``."""
+        self.check_layer(layer)
+        return f"blocks.{layer}.hook_resid_post"
+
+    def check_layer(self, layer: int) -> int:
+        if not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+            raise VSFAError(
+                f"layer index {layer!r} is out of range: {self.name_or_path} has "
+                f"{self.n_layers} decoder layers (0..{self.n_layers - 1})"
+            )
+        return layer
+
+    def image_token_ids(self) -> set[int]:
+        return self.family.image_token_ids(self.processor)
+
+    def unembedding(self) -> torch.Tensor:
+        """``[vocab, d_model]`` output embedding, for logit-effect analysis."""
+        return self.model.get_output_embeddings().weight
+
+    # ---- formatting ------------------------------------------------------------------------
+    def messages(self, prompt: str, *, image: bool, system: str | None = None) -> list[dict]:
+        content: list[dict] = [{"type": "image"}] if image else []
+        content.append({"type": "text", "text": prompt})
+        turns: list[dict] = []
+        if system:
+            turns.append({"role": "system", "content": [{"type": "text", "text": system}]})
+        turns.append({"role": "user", "content": content})
+        return turns
+
+    def chat_text(
+        self, prompt: str, *, image: bool, system: str | None = None, response: str | None = None
+    ) -> str:
+        """The prompt in the family's chat format, ending with the assistant's turn opener.
+
+        With ``response``, the response (and the end-of-turn marker of the template) follows.
+        """
+        turns = self.messages(prompt, image=image, system=system)
+        if response is None:
+            return self.processor.apply_chat_template(
+                turns, add_generation_prompt=True, tokenize=False
+            )
+        turns.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
+        return self.processor.apply_chat_template(turns, tokenize=False)
+
+    def prepare(
+        self,
+        images: Sequence[Image.Image | None],
+        prompts: Sequence[str],
+        *,
+        system: str | None = None,
+        responses: Sequence[str] | None = None,
+        padding_side: str = "left",
+    ) -> dict[str, torch.Tensor]:
+        """Batch of model inputs (left padded for generation) on the model's device."""
+        if len(images) != len(prompts):
+            raise VSFAError(f"got {len(images)} images for {len(prompts)} prompts")
+        texts = [
+            self.chat_text(
+                prompt,
+                image=image is not None,
+                system=system,
+                response=None if responses is None else responses[i],
+            )
+            for i, (image, prompt) in enumerate(zip(images, prompts))
+        ]
+        batched_images = self.family.batch_images(list(images))
+        kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
+        if batched_images is not None:
+            kwargs["images"] = batched_images
+        self.tokenizer.padding_side = padding_side
+        encoded = self.processor(**kwargs)
+        floating = self.dtype
+        return {
+            key: (
+                value.to(self.device, dtype=floating)
+                if torch.is_floating_point(value)
+                else value.to(self.device)
+            )
+            for key, value in encoded.items()
+            if isinstance(value, torch.Tensor)
+        }
+
+    # ---- generation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_ids(
+        self,
+        inputs: dict[str, torch.Tensor],
+        *,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Only the newly generated token ids, ``[batch, new_tokens]``."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        tokenizer = self.tokenizer
+        sampling = {"do_sample": do_sample}
+        if do_sample:
+            sampling.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            sampling.update(temperature=None, top_p=None, top_k=None)
+        output = self.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **sampling,
+        )
+        return output[:, inputs["input_ids"].shape[1] :]
+
+    def decode(self, new_ids: torch.Tensor) -> list[str]:
+        return [
+            text.strip()
+            for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+        ]
+
+    def generate(
+        self,
+        images: Sequence[Image.Image | None],
+        prompts: Sequence[str],
+        *,
+        system: str | None = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Batched chat generation; returns only the new text of each item."""
+        inputs = self.prepare(images, prompts, system=system)
+        new_ids = self.generate_ids(
+            inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+        )
+        return self.decode(new_ids)
