@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -36,8 +35,8 @@ def families_command() -> None:
 @app.command("info")
 def info_command(
     model: str = typer.Argument(..., help="hub id or local model folder"),
-    adapter: Optional[Path] = typer.Option(None, help="PEFT adapter or training run folder"),
-    family: Optional[str] = typer.Option(None, help="force a family instead of detecting it"),
+    adapter: Path | None = typer.Option(None, help="PEFT adapter or training run folder"),
+    family: str | None = typer.Option(None, help="force a family instead of detecting it"),
     trust_remote_code: bool = typer.Option(False, help="run the model repo's own code"),
 ) -> None:
     """Load a model and show its family, layers, hidden size and hook names."""
@@ -58,9 +57,9 @@ def info_command(
 def generate_command(
     model: str = typer.Argument(..., help="hub id or local model folder"),
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="user text (repeat for a batch)"),
-    image: Optional[list[Path]] = typer.Option(None, "--image", "-i", help="one per --prompt"),
-    system: Optional[str] = typer.Option(None, help="system / defense text"),
-    adapter: Optional[Path] = typer.Option(None, help="PEFT adapter or training run folder"),
+    image: list[Path] | None = typer.Option(None, "--image", "-i", help="one per --prompt"),
+    system: str | None = typer.Option(None, help="system / defense text"),
+    adapter: Path | None = typer.Option(None, help="PEFT adapter or training run folder"),
     max_new_tokens: int = typer.Option(64, min=1),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     dtype: str = typer.Option("auto", help="float32, bfloat16 or auto"),

@@ -24,7 +24,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             image.load()
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise VSFAError(f"{path} is not a readable image ({type(error).__name__}: {error})") from None
+        reason = f"{type(error).__name__}: {error}"
+        raise VSFAError(f"{path} is not a readable image ({reason})") from None
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import ALL_FAMILIES
+
 from interp.errors import HookNameError, UnsupportedFamilyError
 from interp.hooks import run_with_cache
 from interp.hooks.bridge import boot_bridge, bridge_run_with_cache

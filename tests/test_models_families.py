@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import ALL_FAMILIES
+
 from interp.hooks import hooked, run_with_cache
 from interp.models import load_vlm
 from interp.models.testing import tiny_image
@@ -91,7 +91,11 @@ def test_early_stop_skips_deeper_layers(tiny_vlm):
     vlm = tiny_vlm("llava")
     inputs = batch(vlm)
     calls: list[int] = []
-    probes = {vlm.hook_name(i): (lambda i: lambda h: calls.append(i))(i) for i in range(4)}
+
+    def probe(layer: int):
+        return lambda hidden: calls.append(layer)
+
+    probes = {vlm.hook_name(i): probe(i) for i in range(4)}
     with hooked(vlm, probes):
         run_with_cache(vlm, inputs, [vlm.hook_name(1)])
     assert calls == [0, 1]
@@ -102,9 +106,8 @@ def test_hooks_are_removed_after_an_exception(tiny_vlm):
     inputs = batch(vlm)
     with torch.no_grad():
         before = vlm.model(**inputs).logits
-    with pytest.raises(ValueError):
-        with hooked(vlm, {vlm.hook_name(1): lambda h: h * 0}):
-            raise ValueError("boom")
+    with pytest.raises(ValueError), hooked(vlm, {vlm.hook_name(1): lambda h: h * 0}):
+        raise ValueError("boom")
     with torch.no_grad():
         after = vlm.model(**inputs).logits
     torch.testing.assert_close(before, after)

@@ -7,7 +7,8 @@ you are done generating with, or on a separate load.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

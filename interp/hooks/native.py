@@ -7,8 +7,8 @@ gives the same tensors through TransformerLens for cross-checks and TL-native an
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
-from typing import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
 
 import torch
 from torch import nn
@@ -99,10 +99,8 @@ def run_with_cache(
         return record
 
     with hooked(vlm, {name: recorder(name) for name in hook_names}):
-        try:
+        with suppress(_StopForward):
             vlm.model(**inputs, use_cache=False)
-        except _StopForward:
-            pass
     missing = [name for name in hook_names if name not in cache]
     if missing:
         raise RuntimeError(

@@ -55,10 +55,10 @@ def parse_hook_name(name: str, n_layers: int) -> HookPoint:
     return HookPoint(layer=layer, point=_CANONICAL[match.group(2)])
 
 
-def hook_point(vlm: "VLM", name: str) -> HookPoint:
+def hook_point(vlm: VLM, name: str) -> HookPoint:
     return parse_hook_name(name, vlm.n_layers)
 
 
-def resid_hook_names(vlm: "VLM") -> list[str]:
+def resid_hook_names(vlm: VLM) -> list[str]:
     """All residual-stream-after-layer hook names of a model, shallow to deep."""
     return [f"blocks.{layer}.hook_resid_post" for layer in range(vlm.n_layers)]

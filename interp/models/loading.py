@@ -46,7 +46,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def _is_local(name_or_path: str) -> bool:
-    return os.path.sep in name_or_path or name_or_path.startswith(".") or Path(name_or_path).exists()
+    path = Path(name_or_path)
+    return os.path.sep in name_or_path or name_or_path.startswith(".") or path.exists()
 
 
 def _read_config(name_or_path: str, trust_remote_code: bool) -> Any:
@@ -71,7 +72,7 @@ def _read_config(name_or_path: str, trust_remote_code: bool) -> Any:
 
 
 def resolve_run_dir(adapter: str | os.PathLike) -> tuple[str, Path]:
-    """What a training run folder (or adapter folder) holds: ``("peft", path)`` or ``("full", path)``.
+    """What a run (or adapter) folder holds: ``("peft", path)`` or ``("full", path)``.
 
     Accepted layouts: a PEFT adapter folder (``adapter_config.json``), a run folder with
     ``adapter/`` (LoRA) or ``model/`` (full fine-tune, a ``save_pretrained`` folder).

@@ -10,8 +10,9 @@ text round-trips.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import transformers
@@ -65,7 +66,8 @@ def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
 # placement of image tokens), written for the content-list message format.
 LLAVA_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{% for c in message['content'] %}{{ c['text'] }} {% endfor %}"
+    "{% if message['role'] == 'system' %}"
+    "{% for c in message['content'] %}{{ c['text'] }} {% endfor %}"
     "{% else %}{{ message['role'].upper() + ': ' }}"
     "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<image>\n' }}"
     "{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
@@ -203,7 +205,11 @@ def build_tiny_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
     )
     ids = _qwen_ids(tokenizer)
     text = dict(TINY_TEXT, vocab_size=len(tokenizer), rope_scaling=None)
-    text["rope_parameters"] = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4}
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "mrope_section": [2, 3, 3],
+        "rope_theta": 1e4,
+    }
     config = transformers.Qwen2_5_VLConfig(
         text_config=dict(
             text,
