@@ -106,8 +106,18 @@ def test_cli_info_and_generate(tiny_model_dir, tmp_path):
     tiny_image(5).save(image)
     result = runner.invoke(
         app,
-        ["generate", str(tiny_model_dir("llava")), "-p", "What?", "-i", str(image),
-         "--max-new-tokens", "3", "--device", "cpu"],
+        [
+            "generate",
+            str(tiny_model_dir("llava")),
+            "-p",
+            "What?",
+            "-i",
+            str(image),
+            "--max-new-tokens",
+            "3",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert len(result.output.strip().splitlines()) >= 1

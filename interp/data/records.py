@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from interp.errors import VSFAError
 
@@ -42,7 +43,7 @@ class BenchmarkItem:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BenchmarkItem":
+    def from_dict(cls, data: dict[str, Any]) -> BenchmarkItem:
         return cls(**data)
 
 

@@ -98,9 +98,8 @@ def run_with_cache(
 
         return record
 
-    with hooked(vlm, {name: recorder(name) for name in hook_names}):
-        with suppress(_StopForward):
-            vlm.model(**inputs, use_cache=False)
+    with hooked(vlm, {name: recorder(name) for name in hook_names}), suppress(_StopForward):
+        vlm.model(**inputs, use_cache=False)
     missing = [name for name in hook_names if name not in cache]
     if missing:
         raise RuntimeError(

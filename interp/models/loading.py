@@ -181,4 +181,3 @@ def _load_processor(
         f"no processor found in {name_or_path!r}: the folder needs the processor and tokenizer "
         "files that save_pretrained writes (preprocessor_config.json, tokenizer files)"
     )
-

@@ -173,8 +173,7 @@ class VLM:
 
     def decode(self, new_ids: torch.Tensor) -> list[str]:
         return [
-            text.strip()
-            for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+            text.strip() for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
         ]
 
     def generate(
