@@ -76,6 +76,33 @@ def generate_command(
         typer.echo(text)
 
 
+# Each stage registers its commands from ``interp/<stage>/commands.py`` (``register(app)``).
+STAGE_COMMANDS = (
+    "interp.organism.commands",
+    "interp.train.commands",
+    "interp.eval.commands",
+    "interp.sae.commands",
+    "interp.steer.commands",
+    "interp.viz.commands",
+)
+
+
+def _register_stages() -> None:
+    import importlib
+
+    for module_name in STAGE_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_stages()
+
+
 def main() -> None:
     try:
         app()
