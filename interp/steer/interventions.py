@@ -1,0 +1,337 @@
+"""Steering interventions on the residual stream during ``generate`` (KV cache on or off).
+
+Each context manager installs one native PyTorch forward hook on a decoder layer (through
+:func:`interp.hooks.native.hooked`, about one percent of throughput) and removes it on exit, also
+when the block raises. They compose: nest them, or hand their factories to the eval harness's
+``hooks`` list (``functools.partial(add_direction, vlm, hook, d, 4.0)``).
+
+Positions:
+
+* ``all``: every position of every forward.
+* ``prompt``: only the positions of the prompt (the prefill pass; with the KV cache off, the
+  first ``prompt_len`` positions of every pass).
+* ``generated``: only the positions of generated tokens (later passes). The first generated
+  token is predicted from the last prompt position, so it is not steered in this mode.
+
+The prompt/generated split is found by a pre-hook on the outer model that reads the KV cache's
+length and remembers the prompt of the current ``generate`` call; left padding is part of the
+prompt, so a batch shares one split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from interp.errors import VSFAError
+from interp.hooks.native import hooked
+from interp.hooks.points import hook_point
+from interp.models.vlm import VLM
+
+Positions = Literal["all", "prompt", "generated"]
+POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
+Edit = Callable[[torch.Tensor], torch.Tensor]
+"""Receives residual positions ``[batch, seq, d_model]`` and returns their replacement."""
+
+
+# ---- which positions of a forward are prompt, which generated ------------------------------
+class _PositionTracker:
+    """Knows, for the current forward, the absolute offset of its first position and the prompt
+    length of the ``generate`` call it belongs to.
+
+    With the KV cache on, the cache length is the offset. With it off, every pass restarts at 0
+    with the whole sequence; a pass whose prefix is the remembered prompt continues that prompt,
+    anything else starts a new one.
+    """
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.prompt_len = 0
+        self._prompt_ids: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        tokens = ids if ids is not None else embeds
+        if tokens is None:
+            return
+        seq = tokens.shape[1]
+        cache = kwargs.get("past_key_values")
+        past = int(cache.get_seq_length()) if cache is not None else 0
+        if past > 0:
+            self.offset = past
+            return
+        self.offset = 0
+        if (
+            ids is not None
+            and self._prompt_ids is not None
+            and seq > self.prompt_len
+            and ids.shape[0] == self._prompt_ids.shape[0]
+            and torch.equal(ids[:, : self.prompt_len], self._prompt_ids)
+        ):
+            return  # the KV cache is off and this pass continues the remembered prompt
+        self.prompt_len = seq
+        self._prompt_ids = ids.detach().clone() if ids is not None else None
+
+
+def _outer_module(vlm: VLM) -> nn.Module:
+    model = vlm.model
+    # ``PeftModel.generate`` calls the wrapped model directly, so hook the wrapped model.
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def check_positions(positions: str) -> str:
+    if positions not in POSITIONS:
+        raise VSFAError(f"unknown positions {positions!r}; expected one of {', '.join(POSITIONS)}")
+    return positions
+
+
+@contextmanager
+def intervene(vlm: VLM, hook_name: str, edit: Edit, positions: Positions = "all") -> Iterator[None]:
+    """Apply ``edit`` to the residual at ``hook_name`` on the chosen positions inside the block."""
+    check_positions(positions)
+    hook_point(vlm, hook_name)  # a clear error for a hook the model lacks
+    if positions == "all":
+        with hooked(vlm, {hook_name: edit}):
+            yield
+        return
+
+    tracker = _PositionTracker()
+    prompt_side = positions == "prompt"
+
+    def hook(hidden: torch.Tensor) -> torch.Tensor | None:
+        seq = hidden.shape[1]
+        split = min(max(tracker.prompt_len - tracker.offset, 0), seq)  # first generated pos
+        if prompt_side:
+            if split == 0:
+                return None
+            if split == seq:
+                return edit(hidden)
+            return torch.cat([edit(hidden[:, :split]), hidden[:, split:]], dim=1)
+        if split == seq:
+            return None
+        if split == 0:
+            return edit(hidden)
+        return torch.cat([hidden[:, :split], edit(hidden[:, split:])], dim=1)
+
+    with ExitStack() as stack:
+        handle = _outer_module(vlm).register_forward_pre_hook(tracker, with_kwargs=True)
+        stack.callback(handle.remove)
+        stack.enter_context(hooked(vlm, {hook_name: hook}))
+        yield
+
+
+# ---- SAE helpers -----------------------------------------------------------------------------
+def sae_hook_name(sae: Any, override: str | None = None) -> str:
+    """The hook an SAE was trained on (its sae_lens metadata), or ``override``."""
+    if override:
+        return override
+    name = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
+    if not name:
+        raise VSFAError(
+            "the SAE does not record its hook (cfg.metadata.hook_name); pass --hook "
+            "blocks.L.hook_resid_post"
+        )
+    return str(name)
+
+
+def check_sae_fits(vlm: VLM, sae: Any, hook_name: str) -> None:
+    """Clear errors for an SAE that cannot read this model's residual at ``hook_name``."""
+    hook_point(vlm, hook_name)
+    if int(sae.cfg.d_in) != vlm.d_model:
+        raise VSFAError(
+            f"the SAE reads {sae.cfg.d_in}-dimensional activations, but {vlm.name_or_path} has "
+            f"d_model {vlm.d_model} at {hook_name}; use an SAE trained on this model"
+        )
+
+
+def check_latent(sae: Any, latent: int) -> int:
+    d_sae = int(sae.cfg.d_sae)
+    if isinstance(latent, bool) or not isinstance(latent, int) or not 0 <= latent < d_sae:
+        raise VSFAError(f"latent index {latent!r} is out of range: the SAE has {d_sae} latents")
+    return latent
+
+
+def latent_direction(sae: Any, latent: int) -> torch.Tensor:
+    """The latent's decoder row ``W_dec[latent]`` (``[d_in]``, float32, detached).
+
+    Adding ``alpha *`` this raises the latent's contribution as if it fired ``alpha`` higher, so
+    alphas are in the latent's own activation units (compare with its mean activation).
+    """
+    check_latent(sae, latent)
+    return sae.W_dec[latent].detach().float().clone()
+
+
+def _output_scale(sae: Any, x: torch.Tensor) -> torch.Tensor | float:
+    """Factor that maps the SAE's decoder space back to the residual (per-token normalisers)."""
+    mode = getattr(sae.cfg, "normalize_activations", "none")
+    if mode == "constant_norm_rescale":
+        return x.norm(dim=-1, keepdim=True) / (sae.cfg.d_in**0.5)
+    if mode == "layer_norm":
+        return x.std(dim=-1, keepdim=True) + 1e-5
+    if mode == "covariance_whitening":
+        raise VSFAError(
+            "SAE uses covariance whitening at run time; fold it first "
+            "(sae.fold_activation_whitening) so decoder rows live in the residual space"
+        )
+    return 1.0
+
+
+def latent_activation(sae: Any, x: torch.Tensor, latent: int) -> torch.Tensor:
+    """The SAE's activation of ``latent`` on residuals ``x[..., d_in]`` -> ``x.shape[:-1]``."""
+    from sae_lens.saes.standard_sae import StandardSAE
+
+    if type(sae) is StandardSAE:  # ReLU SAE: one encoder column suffices
+        sae_in = sae.process_sae_in(x)
+        return torch.relu(sae_in @ sae.W_enc[:, latent] + sae.b_enc[latent])
+    return sae.encode(x)[..., latent]  # TopK / JumpReLU ...: need the whole code
+
+
+class _SAEVectors:
+    """Per-(device, dtype) copies of a direction, so each forward does not re-copy it."""
+
+    def __init__(self, vector: torch.Tensor) -> None:
+        self.vector = vector.detach()
+        self._cast: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def like(self, hidden: torch.Tensor) -> torch.Tensor:
+        key = (hidden.device, hidden.dtype)
+        if key not in self._cast:
+            self._cast[key] = self.vector.to(device=hidden.device, dtype=hidden.dtype)
+        return self._cast[key]
+
+
+def _sae_on(sae: Any, hidden: torch.Tensor) -> Any:
+    if sae.W_dec.device != hidden.device:
+        sae.to(hidden.device)
+    return sae
+
+
+# ---- edits -----------------------------------------------------------------------------------
+def add_edit(direction: torch.Tensor, alpha: float) -> Edit:
+    """``h + alpha * direction``."""
+    scaled = _SAEVectors(direction.float() * float(alpha))
+
+    def edit(hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + scaled.like(hidden)
+
+    return edit
+
+
+def project_out_edit(direction: torch.Tensor, scale: float = 1.0) -> Edit:
+    """``h - scale * (h . u) u`` with ``u`` the unit direction (scale 1 removes it entirely)."""
+    norm = direction.float().norm()
+    if not torch.isfinite(norm) or norm == 0:
+        raise VSFAError("cannot project out a zero (or non-finite) direction")
+    unit = _SAEVectors(direction.float() / norm)
+
+    def edit(hidden: torch.Tensor) -> torch.Tensor:
+        u = unit.like(hidden)
+        return hidden - float(scale) * (hidden @ u).unsqueeze(-1) * u
+
+    return edit
+
+
+def latent_edit(sae: Any, latent: int, *, value: float | None = None, scale: float = 1.0) -> Edit:
+    """Move one SAE latent's contribution ``f_i(h) * W_dec[i]``, leaving the rest of ``h``.
+
+    ``value=None`` ablates: the latent's activation becomes ``(1 - scale) * f_i`` (``scale`` 1
+    removes it, 2 reverses it). A ``value`` clamps it: ``h + (value - f_i(h)) * W_dec[i]``.
+    """
+    check_latent(sae, latent)
+
+    def edit(hidden: torch.Tensor) -> torch.Tensor:
+        model = _sae_on(sae, hidden)
+        x = hidden.to(model.W_dec.dtype)
+        with torch.no_grad():
+            acts = latent_activation(model, x, latent)
+            target = acts * (1.0 - float(scale)) if value is None else torch.full_like(acts, value)
+            change = (target - acts).unsqueeze(-1) * model.W_dec[latent] * _output_scale(model, x)
+        return hidden + change.to(hidden.dtype)
+
+    return edit
+
+
+# ---- context managers (the public steering API) ----------------------------------------------
+def add_direction(
+    vlm: VLM,
+    hook_name: str,
+    direction: torch.Tensor,
+    alpha: float,
+    positions: Positions = "all",
+) -> Any:
+    """Add ``alpha * direction`` to the residual at ``hook_name`` (a context manager)."""
+    direction = _check_direction(vlm, direction)
+    return intervene(vlm, hook_name, add_edit(direction, alpha), positions)
+
+
+def project_out(
+    vlm: VLM,
+    hook_name: str,
+    direction: torch.Tensor,
+    scale: float = 1.0,
+    positions: Positions = "all",
+) -> Any:
+    """Remove the residual's component along ``direction`` (times ``scale``)."""
+    direction = _check_direction(vlm, direction)
+    return intervene(vlm, hook_name, project_out_edit(direction, scale), positions)
+
+
+def ablate_latent(
+    vlm: VLM,
+    sae: Any,
+    latent: int,
+    scale: float = 1.0,
+    positions: Positions = "all",
+    hook_name: str | None = None,
+) -> Any:
+    """Subtract ``scale * f_i(h) * W_dec[i]`` at the SAE's hook (``scale`` 1: full ablation)."""
+    hook_name = sae_hook_name(sae, hook_name)
+    check_sae_fits(vlm, sae, hook_name)
+    return intervene(vlm, hook_name, latent_edit(sae, latent, scale=scale), positions)
+
+
+def clamp_latent(
+    vlm: VLM,
+    sae: Any,
+    latent: int,
+    value: float,
+    positions: Positions = "all",
+    hook_name: str | None = None,
+) -> Any:
+    """Set the latent's activation to ``value`` at the SAE's hook."""
+    hook_name = sae_hook_name(sae, hook_name)
+    check_sae_fits(vlm, sae, hook_name)
+    return intervene(vlm, hook_name, latent_edit(sae, latent, value=float(value)), positions)
+
+
+def add_latent(
+    vlm: VLM,
+    sae: Any,
+    latent: int,
+    alpha: float,
+    positions: Positions = "all",
+    hook_name: str | None = None,
+) -> Any:
+    """Add ``alpha * W_dec[latent]`` at the SAE's hook."""
+    hook_name = sae_hook_name(sae, hook_name)
+    check_sae_fits(vlm, sae, hook_name)
+    return add_direction(vlm, hook_name, latent_direction(sae, latent), alpha, positions)
+
+
+def _check_direction(vlm: VLM, direction: torch.Tensor) -> torch.Tensor:
+    if not isinstance(direction, torch.Tensor):
+        direction = torch.as_tensor(direction, dtype=torch.float32)
+    direction = direction.detach().reshape(-1)
+    if direction.numel() != vlm.d_model:
+        raise VSFAError(
+            f"steering direction has {direction.numel()} dimensions, but {vlm.name_or_path} has "
+            f"d_model {vlm.d_model}"
+        )
+    if not torch.isfinite(direction).all():
+        raise VSFAError("steering direction has non-finite values")
+    return direction
