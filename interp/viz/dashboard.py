@@ -1,0 +1,330 @@
+"""One standalone HTML report of a run: results table, latent cards, steering and SAE curves.
+
+``write_dashboard(run_dir, out)`` finds the stages' JSON outputs under ``run_dir`` (by file name
+and shape, see :func:`collect_run`), draws the figures of :mod:`interp.viz.figures` and writes
+one HTML file with plotly.js embedded inline, so it opens without a network. All model and
+dataset text is escaped (:func:`interp.viz.data.esc`); plotly's own JSON escapes ``<``, ``>``
+and ``/``, so text inside figures cannot close the script element either.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from interp.artifacts import read_json, write_text_atomic
+from interp.errors import VSFAError
+from interp.viz import figures
+from interp.viz.cards import key_value_table_html, results_table_html, top_examples_html
+from interp.viz.data import (
+    esc,
+    latent_entries,
+    metric_value,
+    result_rows,
+    selected_latents,
+    steering_sweeps,
+)
+
+# Folders that hold bulk data, never JSON the dashboard draws.
+SKIP_DIRS = {"shards", "adapter", "model", "images", "__pycache__", "checkpoints"}
+MAX_JSON_BYTES = 64 << 20
+MAX_LATENT_CARDS = 6
+
+
+@dataclass
+class RunArtifacts:
+    """The JSON outputs found under one run folder, each as ``(path, data)``."""
+
+    root: Path
+    results: list[tuple[Path, Any]] = field(default_factory=list)
+    evals: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    latents: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    steering: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    sae: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.results or self.evals or self.latents or self.steering or self.sae)
+
+
+def _depth(path: Path, root: Path) -> int:
+    return len(path.relative_to(root).parts)
+
+
+def collect_run(run_dir: str | os.PathLike) -> RunArtifacts:
+    """Find results (``results.json``/``table.json``), eval and SAE ``metrics.json``,
+    ``latents.json`` and ``steering.json`` under ``run_dir``.
+
+    Results and steering files are kept at their shallowest depth only: the demo writes a
+    combined ``steering.json`` at the top and each sweep's own file below it.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise VSFAError(f"--run {root} does not exist or is not a folder")
+    found = RunArtifacts(root=root)
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        for name in sorted(files):
+            if name not in {
+                "results.json",
+                "table.json",
+                "metrics.json",
+                "latents.json",
+                "steering.json",
+            }:
+                continue
+            path = Path(folder) / name
+            if path.stat().st_size > MAX_JSON_BYTES:
+                continue
+            data = read_json(path)
+            _classify(found, path, name, data)
+    found.results = _shallowest(found.results, root)
+    found.steering = _shallowest(found.steering, root)
+    return found
+
+
+def _classify(found: RunArtifacts, path: Path, name: str, data: Any) -> None:
+    if name in ("results.json", "table.json"):
+        if isinstance(data, list) or (isinstance(data, Mapping) and "rows" in data):
+            found.results.append((path, data))
+    elif name == "metrics.json" and isinstance(data, Mapping):
+        if "summary" in data and "benchmarks" in data:
+            found.evals.append((path, dict(data)))
+        elif "history" in data or "fvu" in data:
+            found.sae.append((path, dict(data)))
+    elif name == "latents.json" and isinstance(data, Mapping) and "latents" in data:
+        found.latents.append((path, dict(data)))
+    elif (
+        name == "steering.json"
+        and isinstance(data, Mapping)
+        and ("curve" in data or "sweeps" in data)
+    ):
+        found.steering.append((path, dict(data)))
+
+
+def _shallowest(items: list[tuple[Path, Any]], root: Path) -> list[tuple[Path, Any]]:
+    if not items:
+        return items
+    depth = min(_depth(path, root) for path, _ in items)
+    return [(path, data) for path, data in items if _depth(path, root) == depth]
+
+
+# ---- rendering ------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;
+padding:1rem 2rem;color:#222}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+.src{color:#777;font-size:.8rem}
+table.results,table.kv{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+table.results th,table.results td,table.kv th,table.kv td{border:1px solid #ccc;
+padding:.25rem .5rem;text-align:left}
+table.results thead th{background:#e8eef7}
+.card{border:1px solid #ccc;border-radius:6px;padding:.5rem 1rem;margin:1rem 0}
+.card h3{margin:.3rem 0}.row{display:flex;flex-wrap:wrap;gap:1rem}.row>div{flex:1 1 420px}
+ol.examples{list-style:none;padding:0}li.example{display:flex;gap:.7rem;margin:.4rem 0;
+border-bottom:1px dotted #ddd;padding-bottom:.4rem}
+img.thumb{width:96px;height:96px;object-fit:contain;background:#f3f3f3;flex:none}
+div.thumb.none{width:96px;height:96px;flex:none;background:#f3f3f3;color:#999;font-size:.75rem;
+display:flex;align-items:center;justify-content:center}
+.example-text{font-size:.85rem;white-space:pre-wrap;word-break:break-word}
+.meta{color:#555}.source.base{color:#1f77b4}.source.tuned{color:#d62728}
+.prompt{color:#444;margin:.15rem 0}.context{font-family:ui-monospace,monospace}
+mark{background:#ffe066;padding:0 1px}ul.findings li{margin:.2rem 0}
+"""
+
+
+def _figure_html(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        config={"displaylogo": False, "responsive": True},
+    )
+
+
+def _source(path: Path, root: Path) -> str:
+    return f'<p class="src">from {esc(path.relative_to(root))}</p>'
+
+
+def steering_findings(steering: Mapping[str, Any]) -> list[str]:
+    """Plain-text findings: each sweep's ASR at alpha 0 and at its strongest alpha, beside the
+    random-latent control at that alpha. Numbers come from the file, nothing is recomputed."""
+    lines = []
+    for sweep in steering_sweeps(steering):
+        curve = sorted(sweep.get("curve") or [], key=lambda p: abs(float(p["alpha"])))
+        if not curve:
+            continue
+        start, end = curve[0], curve[-1]
+        asr0, asr1 = metric_value(start.get("asr")), metric_value(end.get("asr"))
+        if asr0 is None or asr1 is None:
+            continue
+        text = (
+            f"{sweep.get('mode', 'steer')} latent {sweep.get('latent')} "
+            f"({sweep.get('hook_name', '?')}): ASR {100 * asr0:.1f}% at alpha "
+            f"{start['alpha']:g} -> {100 * asr1:.1f}% at alpha {end['alpha']:g}"
+        )
+        controls = [
+            metric_value(p.get("asr"))
+            for p in sweep.get("random_control") or []
+            if float(p["alpha"]) == float(end["alpha"])
+        ]
+        controls = [c for c in controls if c is not None]
+        if controls:
+            text += (
+                f"; random latents at that alpha: {100 * min(controls):.1f}%"
+                f"-{100 * max(controls):.1f}% (n={len(controls)})"
+            )
+        lines.append(text)
+    return lines
+
+
+def _results_section(art: RunArtifacts) -> str:
+    parts = ["<h2>Results</h2>"]
+    if art.results:
+        sources = art.results
+    elif art.evals:
+        sources = [(art.root, [data for _, data in art.evals])]
+    else:
+        return ""
+    for i, (path, data) in enumerate(sources):
+        rows = result_rows(data)
+        if not rows:
+            continue
+        parts.append(
+            results_table_html(rows, table_id="results-table" if i == 0 else f"results-{i}")
+        )
+        if path != art.root:
+            parts.append(_source(path, art.root))
+        if any(row["asr_by_benchmark"] or row["asr"] for row in rows):
+            parts.append(_figure_html(figures.asr_bars(rows), f"asr-bars-{i}"))
+    return "\n".join(parts)
+
+
+def _latent_section(art: RunArtifacts) -> str:
+    if not art.latents:
+        return ""
+    parts = ["<h2>Latents</h2>"]
+    for i, (path, latents) in enumerate(art.latents):
+        chosen = (latents.get("selected") or {}).get("latents") or []
+        parts.append(
+            "<p>"
+            + esc(
+                f"SAE {latents.get('sae', '?')} at {latents.get('hook_name', '?')}: "
+                f"{latents.get('d_sae', '?')} latents, {latents.get('n_prompts', '?')} prompts, "
+                f"{latents.get('n_tokens', '?')} tokens. Selected: "
+                f"{', '.join(str(c) for c in chosen) or 'none'} "
+                f"(rule: {(latents.get('selected') or {}).get('rule', '?')})."
+            )
+            + "</p>"
+        )
+        parts.append(_source(path, art.root))
+        parts.append(_figure_html(figures.latent_scatter(latents), f"latent-scatter-{i}"))
+        entries = {int(e["index"]): e for e in latent_entries(latents)}
+        roots = [path.parent, art.root, Path.cwd()]
+        details = latents.get("details") or {}
+        shown = [idx for idx in selected_latents(latents) if str(idx) in details]
+        for idx in shown[:MAX_LATENT_CARDS]:
+            parts.append(_latent_card(latents, idx, entries.get(idx, {}), roots, f"{i}-{idx}"))
+    return "\n".join(parts)
+
+
+def _latent_card(
+    latents: Mapping[str, Any],
+    index: int,
+    entry: Mapping[str, Any],
+    roots: Sequence[Path],
+    key: str,
+) -> str:
+    stats = {
+        k: entry[k]
+        for k in (
+            "base_mean",
+            "tuned_mean",
+            "delta",
+            "base_freq",
+            "tuned_freq",
+            "p_value",
+            "effect_size",
+        )
+        if k in entry
+    }
+    detail = latents["details"][str(index)]
+    return (
+        f'<div class="card" id="latent-{esc(key)}"><h3>Latent {index}</h3>'
+        + key_value_table_html(stats)
+        + '<div class="row"><div>'
+        + _figure_html(figures.latent_histogram(latents, index), f"hist-{key}")
+        + "</div><div>"
+        + _figure_html(figures.logit_effect(latents, index), f"logit-{key}")
+        + "</div></div><h4>Top-activating examples</h4>"
+        + top_examples_html(detail.get("top_examples") or [], image_roots=roots)
+        + "</div>"
+    )
+
+
+def _steering_section(art: RunArtifacts) -> str:
+    if not art.steering:
+        return ""
+    parts = ["<h2>Steering</h2>"]
+    for i, (path, steering) in enumerate(art.steering):
+        findings = steering_findings(steering)
+        if findings:
+            parts.append(
+                '<ul class="findings">' + "".join(f"<li>{esc(f)}</li>" for f in findings) + "</ul>"
+            )
+        parts.append(_source(path, art.root))
+        parts.append(_figure_html(figures.steering_curves(steering), f"steering-{i}"))
+    return "\n".join(parts)
+
+
+def _sae_section(art: RunArtifacts) -> str:
+    if not art.sae:
+        return ""
+    parts = ["<h2>SAE training</h2>"]
+    for i, (path, metrics) in enumerate(art.sae):
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+        parts.append(_source(path, art.root) + key_value_table_html(scalars))
+        if metrics.get("history"):
+            parts.append(_figure_html(figures.sae_training_curves(metrics), f"sae-{i}"))
+    return "\n".join(parts)
+
+
+def render_dashboard(art: RunArtifacts, *, title: str | None = None) -> str:
+    """The full standalone HTML document for the artifacts of one run."""
+    from plotly.offline import get_plotlyjs
+
+    title = title or f"VSFA report: {art.root.name}"
+    body = [
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="src">run {esc(art.root)} &middot; generated '
+        f"{esc(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
+        _results_section(art),
+        _latent_section(art),
+        _steering_section(art),
+        _sae_section(art),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(title)}</title><style>{CSS}</style>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script>'
+        "</head><body>\n" + "\n".join(b for b in body if b) + "\n</body></html>\n"
+    )
+
+
+def write_dashboard(
+    run_dir: str | os.PathLike, out: str | os.PathLike, *, title: str | None = None
+) -> Path:
+    """Collect the run's artifacts and write the standalone report (atomically)."""
+    art = collect_run(run_dir)
+    if art.is_empty():
+        raise VSFAError(
+            f"--run {run_dir} holds no results.json, table.json, metrics.json, latents.json or "
+            "steering.json to show"
+        )
+    return write_text_atomic(out, render_dashboard(art, title=title))

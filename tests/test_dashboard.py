@@ -1,0 +1,130 @@
+"""The standalone HTML dashboard: discovery, escaping, offline, and a headless Chromium render."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_viz import make_run
+from typer.testing import CliRunner
+
+from interp.cli import app
+from interp.errors import VSFAError
+from interp.viz.dashboard import collect_run, write_dashboard
+
+# Would mark the page if it ever ran: the test checks the rendered DOM for the mark.
+HOSTILE = "<script>document.documentElement.setAttribute('data-pwned','1')</script>"
+
+
+def hostile_run(root: Path) -> Path:
+    """The hand-made run with hostile text in every place model or dataset text reaches."""
+    make_run(root)
+    latents_path = root / "diff" / "latents.json"
+    latents = json.loads(latents_path.read_text())
+    latents["hook_name"] = HOSTILE
+    latents["sae"] = HOSTILE
+    for detail in latents["details"].values():
+        for example in detail["top_examples"]:
+            example["prompt"] = f"Explain {HOSTILE} please"
+            example["context"] = f"a {HOSTILE} b"
+            example["token"] = HOSTILE
+            example["token_start"] = 2
+            example["token_end"] = 2 + len(HOSTILE)
+            example["prompt_id"] = HOSTILE
+        detail["logit_effect"]["promoted"].append([HOSTILE, 0.5])
+    latents_path.write_text(json.dumps(latents))
+    results_path = root / "results.json"
+    results = json.loads(results_path.read_text())
+    results["rows"][0]["method"] = HOSTILE
+    results["rows"][0]["model"] = HOSTILE
+    results_path.write_text(json.dumps(results))
+    return root
+
+
+def test_collect_run_finds_each_artifact_once(tmp_path):
+    art = collect_run(make_run(tmp_path / "run"))
+    assert [p.name for p, _ in art.results] == ["results.json"]
+    assert [p.parent.name for p, _ in art.evals] == ["vsfa-seed0"]
+    assert [p.name for p, _ in art.latents] == ["latents.json"]
+    # the combined steering file at the top wins over the per-sweep file below it
+    assert [p.relative_to(art.root).as_posix() for p, _ in art.steering] == ["steering.json"]
+    assert [p.parent.name for p, _ in art.sae] == ["sae"]
+
+
+def test_dashboard_is_standalone_and_escapes_all_text(tmp_path):
+    out = write_dashboard(hostile_run(tmp_path / "run"), tmp_path / "report.html")
+    html = out.read_text()
+    assert HOSTILE not in html
+    assert "&lt;script&gt;document.documentElement" in html
+    # plotly.js inline, nothing fetched from the network
+    assert not re.search(r"<script[^>]+src=", html)
+    assert not re.search(r"<link[^>]+href=", html)
+    assert html.count('id="results-table"') == 1
+    assert html.count("data:image/png;base64,") >= 1
+    # sections: results, latent cards for the selected latent and the runner-up, steering, SAE
+    for marker in ('id="latent-0-3"', 'id="latent-0-1"', 'id="steering-0"', 'id="sae-0"'):
+        assert marker in html
+    assert "steering-1" not in html
+    assert "add latent 3 (blocks.2.hook_resid_post): ASR 60.0% at alpha 0" in html
+
+
+def test_dashboard_command(tmp_path):
+    run = make_run(tmp_path / "run")
+    runner = CliRunner()
+    result = runner.invoke(app, ["dashboard", "--run", str(run), "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output and (tmp_path / "r.html").stat().st_size > 100_000
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["dashboard", "--run", str(tmp_path / "empty")])
+    assert isinstance(result.exception, VSFAError)
+    assert "holds no results.json" in str(result.exception)
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_dashboard_renders_in_headless_chromium(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); cannot render the HTML")
+    out = write_dashboard(hostile_run(tmp_path / "run"), tmp_path / "report.html")
+    proc = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            out.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    assert "data-pwned" not in dom.split("<body", 1)[0]  # the hostile script never ran
+    # the table is in the rendered DOM with a row per method
+    table = re.search(r'<table class="results" id="results-table">.*?</table>', dom, re.S)
+    assert table is not None
+    assert table.group(0).count("<tr>") == 4
+    assert "vlguard" in table.group(0)
+    # plotly drew every figure (it adds a plot container per figure div)
+    n_figures = len(re.findall(r'<div id="[^"]+" class="plotly-graph-div', dom))
+    assert n_figures >= 7
+    assert dom.count('class="plot-container plotly"') == n_figures
