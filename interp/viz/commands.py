@@ -9,6 +9,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("dashboard")(dashboard_command)
+    app.command("demo")(demo_command)
 
 
 def dashboard_command(
@@ -21,3 +22,36 @@ def dashboard_command(
 
     path = write_dashboard(run, out, title=title)
     typer.echo(f"report: {path.resolve()}")
+
+
+def demo_command(
+    out: Path = typer.Option(Path("vsfa-demo"), "--out", help="output folder"),
+    fast: bool = typer.Option(
+        False, "--fast", help="shipped SAE, one seed, fewer items and alphas (< 3 min on a CPU)"
+    ),
+    seeds: list[int] | None = typer.Option(
+        None, "--seed", help="training seed (repeat; default 0 and 1, or 0 with --fast)"
+    ),
+    per_category: int | None = typer.Option(
+        None, min=1, help="benchmark items per category (default 24, 8 with --fast)"
+    ),
+    sae: Path | None = typer.Option(None, help="use this SAE folder instead of training one"),
+    device: str = typer.Option("cpu", help="cpu, cuda or auto"),
+    force: bool = typer.Option(False, help="rerun every step even when its output is current"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """The whole VSFA story on the shipped model organism: train, evaluate, find the latent,
+    steer with it; prints the table and writes results.json, steering.json and report.html."""
+    from interp.viz.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        out=str(out),
+        fast=fast,
+        seeds=list(seeds) if seeds else None,
+        per_category=per_category,
+        sae=str(sae) if sae else None,
+        device=device,
+        force=force,
+        quiet=quiet,
+    )
+    run_demo(config, echo=typer.echo)

@@ -1,0 +1,535 @@
+"""``vsfa demo``: the whole VSFA story on the shipped model organism, on a CPU, in minutes.
+
+Steps (each one skipped when its output is current, :func:`interp.artifacts.output_is_current`):
+
+1. ``world``: the organism's synthetic data (threat / benign images with sidecars, VLGuard set).
+2. ``vqa``: the VSFA set (neutral VQA on threat images) and the benign control set.
+3. ``train``: VSFA and the benign control (LoRA, ``ORGANISM_RECIPE``) and the VLGuard-style
+   baseline, for each seed.
+4. ``eval``: the base model, AdaShield (defense prompt on the base), VLGuard, control and VSFA on
+   the organism benchmark with the organism judge; ``table.md``/``table.json``/``results.json``.
+5. ``cache``: residual activations of the base and the VSFA model on the same prompts.
+6. ``sae``: an SAE on those activations (or, with ``--fast``, the SAE shipped in
+   ``sae_checkpoints/``).
+7. ``diff``: latents ranked by how much VSFA raised them; the persona candidate is selected.
+8. ``steer``: add the latent to the base model, ablate it from the VSFA model, over alphas, with
+   random-latent controls; ``steering.json``.
+9. ``report``: ``report.html`` (:func:`interp.viz.dashboard.write_dashboard`).
+
+Every number in the outputs is computed in the run; nothing is copied from elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interp.artifacts import (
+    MANIFEST,
+    make_manifest,
+    manifest_key,
+    output_is_current,
+    read_json,
+    write_json_atomic,
+)
+from interp.errors import VSFAError
+
+# (label method, display name); the order is the table's.
+METHODS: tuple[tuple[str, str], ...] = (
+    ("none", "No defense"),
+    ("adashield", "AdaShield"),
+    ("vlguard", "VLGuard"),
+    ("control", "Benign control"),
+    ("vsfa", "VSFA"),
+)
+TRAINED = ("vlguard", "control", "vsfa")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DemoConfig:
+    """Settings of one demo run. ``None`` fields take the ``fast`` or the full default.
+
+    Attributes:
+        out: output folder.
+        fast: the shipped SAE instead of training one, one seed, fewer items and alphas.
+        seeds: training seeds of the fine-tuned methods (full: 0, 1; fast: 0).
+        per_category: organism benchmark items per category for the evaluation.
+        steer_per_category: items per category for each steering point.
+        max_new_tokens: generation length (organism answers are short).
+        alphas: steering strengths for ``add`` (multiples of the latent's decoder direction);
+            ablation uses ``ablate_scales``.
+        ablate_scales: fractions of the latent removed from the tuned model.
+        n_random: random latents in the control.
+        sae_steps: SAE training steps when one is trained.
+        sae: an SAE folder to use instead of training or the shipped one.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        force: rerun every step even when its output is current.
+        quiet: no progress bars.
+    """
+
+    out: str = "vsfa-demo"
+    fast: bool = False
+    seeds: list[int] | None = None
+    per_category: int | None = None
+    steer_per_category: int | None = None
+    max_new_tokens: int = 24
+    alphas: list[float] | None = None
+    ablate_scales: list[float] | None = None
+    n_random: int | None = None
+    sae_steps: int | None = None
+    sae: str | None = None
+    device: str = "cpu"
+    force: bool = False
+    quiet: bool = False
+    batch_size: int = 16
+    _timings: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        fast = self.fast
+        if self.seeds is None:
+            self.seeds = [0] if fast else [0, 1]
+        if self.per_category is None:
+            self.per_category = 8 if fast else 24
+        if self.steer_per_category is None:
+            self.steer_per_category = 4 if fast else 8
+        if self.alphas is None:
+            self.alphas = [0.0, 4.0, 8.0] if fast else [0.0, 2.0, 4.0, 8.0, 12.0]
+        if self.ablate_scales is None:
+            self.ablate_scales = [0.0, 1.0] if fast else [0.0, 0.5, 1.0]
+        if self.n_random is None:
+            self.n_random = 2 if fast else 3
+        if self.sae_steps is None:
+            self.sae_steps = 1500
+        if not self.seeds:
+            raise VSFAError("--seeds: give at least one seed")
+        if self.per_category < 1 or self.steer_per_category < 1:
+            raise VSFAError("--per-category must be at least 1")
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+def _need(module: str, stage: str, *names: str) -> Any:
+    """Import a stage's module (and check it has ``names``), or a clear error naming what is
+    missing: the demo wires every stage, so a partial installation says which part it lacks."""
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and module.startswith(error.name):
+            raise VSFAError(
+                f"vsfa demo needs the {stage} stage ({module}), which this installation lacks"
+            ) from None
+        raise
+    missing = [name for name in names if not hasattr(imported, name)]
+    if missing:
+        raise VSFAError(
+            f"vsfa demo needs {', '.join(f'{module}.{n}' for n in missing)} ({stage} stage), "
+            "which this installation lacks"
+        )
+    return imported
+
+
+class Demo:
+    """One demo run: the steps in order, each skipped when current."""
+
+    def __init__(self, config: DemoConfig, echo: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.out = Path(config.out)
+        self.echo = echo
+        self.keys: dict[str, str] = {}
+        self.paths: dict[str, Any] = {}
+        self._vlms: dict[str, Any] = {}
+
+    # ---- step bookkeeping ---------------------------------------------------------------------
+    def step(
+        self,
+        name: str,
+        config: dict[str, Any],
+        depends: Sequence[str],
+        run: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Run ``run`` unless the step's marker says its output is current.
+
+        The marker (``steps/<name>/manifest.json``) holds the step's config, the keys of the
+        steps it depends on, and what ``run`` returned (the paths later steps read), so a change
+        upstream reruns everything downstream.
+        """
+        marker = self.out / "steps" / name
+        inputs = {dep: self.keys[dep] for dep in depends}
+        manifest = make_manifest(f"demo/{name}", config, inputs=inputs)
+        self.keys[name] = manifest_key(manifest)
+        if not self.config.force and output_is_current(marker, manifest):
+            outputs = read_json(marker / MANIFEST).get("outputs", {})
+            if all(Path(p).exists() for p in _paths_in(outputs)):
+                self.echo(f"[demo] {name}: current, skipped")
+                return outputs
+        self.echo(f"[demo] {name} ...")
+        started = time.time()
+        outputs = run()
+        seconds = time.time() - started
+        self.config._timings[name] = seconds
+        manifest.update(complete=True, outputs=outputs, seconds=round(seconds, 2))
+        write_json_atomic(marker / MANIFEST, manifest)
+        self.echo(f"[demo] {name}: done in {seconds:.0f}s")
+        return outputs
+
+    def vlm(self, adapter: str | None = None) -> Any:
+        """The organism base model, or with a training run's adapter, loaded once."""
+        from interp.models import load_vlm
+
+        key = adapter or ""
+        if key not in self._vlms:
+            self._vlms[key] = load_vlm(
+                str(self.paths["base"]), adapter=adapter, device=self.config.device,
+                dtype="float32",
+            )  # fmt: skip
+        return self._vlms[key]
+
+    # ---- the pipeline -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        organism = _need(
+            "interp.organism", "organism", "base_model_dir", "write_world_data", "ORGANISM_RECIPE"
+        )
+        self.paths["base"] = Path(organism.base_model_dir())
+        self.keys["base"] = _folder_key(self.paths["base"])
+        world = self.step("world", {"seed": 0}, ["base"], self._world)
+        vqa = self.step("vqa", {"seed": 0}, ["world"], lambda: self._vqa(world))
+        runs = self.step(
+            "train",
+            {"recipe": dict(organism.ORGANISM_RECIPE), "seeds": cfg.seeds},
+            ["vqa", "world"],
+            lambda: self._train(organism, world, vqa),
+        )
+        results = self.step(
+            "eval",
+            {"per_category": cfg.per_category, "max_new_tokens": cfg.max_new_tokens},
+            ["train"],
+            lambda: self._evaluate(runs),
+        )
+        tuned = runs["vsfa"][0]
+        sae_source = self._sae_source()
+        hook = self._hook_name(sae_source)
+        caches = self.step(
+            "cache", {"hook": hook, "tuned": tuned}, ["train"], lambda: self._cache(hook, tuned)
+        )
+        sae = self.step(
+            "sae",
+            {"source": sae_source, "steps": cfg.sae_steps, "hook": hook},
+            ["cache"],
+            lambda: self._sae(sae_source, hook, caches),
+        )
+        latents = self.step("diff", {"top": 20}, ["cache", "sae"], lambda: self._diff(sae, caches))
+        steering = self.step(
+            "steer",
+            {
+                "alphas": cfg.alphas,
+                "ablate_scales": cfg.ablate_scales,
+                "n_random": cfg.n_random,
+                "per_category": cfg.steer_per_category,
+                "max_new_tokens": cfg.max_new_tokens,
+            },
+            ["diff"],
+            lambda: self._steer(sae, latents, tuned),
+        )
+        # the report is cheap and always shows the folder as it is now, so it is never skipped
+        self.echo("[demo] report ...")
+        report = _write_report(self.out)
+        return {
+            "results": results["results"],
+            "table_md": results["table_md"],
+            "steering": steering["steering"],
+            "report": str(report),
+            "timings": dict(cfg._timings),
+        }
+
+    # ---- steps --------------------------------------------------------------------------------
+    def _world(self) -> dict[str, Any]:
+        organism = _need("interp.organism", "organism")
+        paths = organism.write_world_data(self.out / "world", seed=0)
+        return {key: str(path) for key, path in paths.items()}
+
+    def _vqa(self, world: dict[str, str]) -> dict[str, Any]:
+        vqa = _need("interp.data.vqa", "VQA data")
+        out = {}
+        for name, images in (("vsfa", world["threat_images"]), ("control", world["benign_images"])):
+            path = self.out / "vqa" / f"{name}.jsonl"
+            vqa.build_vqa(vqa.BuildConfig(images=images, out=str(path), seed=0, quiet=True))
+            out[name] = str(path)
+        return out
+
+    def _train(self, organism: Any, world: dict[str, str], vqa: dict[str, str]) -> dict[str, Any]:
+        train = _need("interp.train", "training", "train")
+        config_mod = _need("interp.train.config", "training")
+        recipe = dict(organism.ORGANISM_RECIPE)
+        runs: dict[str, list[str]] = {method: [] for method in TRAINED}
+        for seed in self.config.seeds:
+            for method in TRAINED:
+                fields = {**recipe, "seed": seed, "device": self.config.device,
+                          "quiet": self.config.quiet}  # fmt: skip
+                if method == "vlguard":
+                    fields.update(method="vlguard", data=world["vlguard_train"],
+                                  image_root=world["vlguard_images"])  # fmt: skip
+                else:
+                    fields.update(data=vqa[method])
+                out = self.out / "train" / f"{method}-s{seed}"
+                fields.update(model=str(self.paths["base"]), out=str(out))
+                run_dir = train.train(config_mod.TrainConfig.from_dict(fields))
+                runs[method].append(str(run_dir))
+        return runs
+
+    def _items(self, per_category: int) -> list[Any]:
+        benchmarks = _need("interp.data.benchmarks", "eval")
+        return benchmarks.load_benchmark("organism", None, per_category=per_category, seed=0)
+
+    def _generation(self) -> Any:
+        generation = _need("interp.eval.generation", "eval")
+        return generation.GenerationConfig(
+            max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size
+        )
+
+    def _judge(self) -> Any:
+        _need("interp.eval.judges", "eval")
+        judging = _need("interp.eval.judging", "eval")
+        with contextlib.suppress(ModuleNotFoundError):  # else get_judge names the known ones
+            importlib.import_module("interp.organism.judge")
+        return judging.get_judge("organism")
+
+    def _evaluate(self, runs: dict[str, list[str]]) -> dict[str, Any]:
+        run = _need("interp.eval.run", "eval")
+        table = _need("interp.eval.table", "eval")
+        items = self._items(self.config.per_category)
+        judge = self._judge()
+        jobs: list[tuple[str, str | None, int | None, str | None]] = [
+            ("none", None, None, None),
+            ("adashield", None, None, "adashield"),
+        ]
+        for method in TRAINED:
+            jobs += [(method, r, seed, None) for r, seed in zip(runs[method], self.config.seeds)]
+        dirs = []
+        for method, adapter, seed, defense in jobs:
+            out = self.out / "eval" / (method if seed is None else f"{method}-s{seed}")
+            run.evaluate(
+                self.vlm(adapter),
+                items,
+                out,
+                judge=judge,
+                generation=self._generation(),
+                defense=defense,
+                label={"model": "organism", "method": method, "seed": seed},
+                quiet=self.config.quiet,
+            )
+            dirs.append(out)
+        rows = table.compare(dirs)
+        table.write_table(dirs, self.out)
+        results = results_json(rows, settings=self.config.settings())
+        write_json_atomic(self.out / "results.json", results)
+        return {
+            "results": str(self.out / "results.json"),
+            "table_md": str(self.out / "table.md"),
+            "eval_dirs": [str(d) for d in dirs],
+        }
+
+    def _sae_source(self) -> str:
+        """``trained`` or the folder of the SAE to use (``--sae``, or shipped with ``--fast``)."""
+        if self.config.sae:
+            return str(Path(self.config.sae).resolve())
+        if self.config.fast:
+            return str(shipped_sae_dir())
+        return "trained"
+
+    def _hook_name(self, sae_source: str) -> str:
+        if sae_source != "trained":
+            cfg = read_json(Path(sae_source) / "cfg.json")
+            hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
+            if not hook:
+                raise VSFAError(f"{sae_source}/cfg.json names no hook_name")
+            return str(hook)
+        organism = _need("interp.organism", "organism")
+        hook = getattr(organism, "ORGANISM_HOOK", None)
+        if hook:
+            return str(hook)
+        vlm = self.vlm()
+        return vlm.hook_name(vlm.n_layers // 2)
+
+    def _cache_prompts(self) -> list[Any]:
+        cache = _need("interp.hooks.cache", "activation cache")
+        items = self._items(self.config.steer_per_category * 2)
+        return [
+            cache.CachePrompt(
+                id=i.key, prompt=i.prompt, image=i.image_path, kind=i.kind, category=i.category
+            )  # fmt: skip
+            for i in items
+        ]
+
+    def _cache(self, hook: str, tuned: str) -> dict[str, Any]:
+        cache = _need("interp.hooks.cache", "activation cache")
+        prompts = self._cache_prompts()
+        out = {}
+        for name, adapter in (("base", None), ("tuned", tuned)):
+            config = cache.CacheConfig(
+                model=str(self.paths["base"]), adapter=adapter, prompts="organism",
+                hooks=[hook], out=str(self.out / "cache" / name), positions="all",
+                device=self.config.device, quiet=self.config.quiet,
+            )  # fmt: skip
+            out[name] = str(cache.cache_activations_for(self.vlm(adapter), prompts, config))
+        return out
+
+    def _sae(self, source: str, hook: str, caches: dict[str, str]) -> dict[str, Any]:
+        if source != "trained":
+            return {"sae": source}
+        sae = _need("interp.sae", "SAE", "SAETrainConfig", "train_sae")
+        config = sae.SAETrainConfig(
+            acts=[caches["base"], caches["tuned"]], hook_name=hook, steps=self.config.sae_steps,
+            device=self.config.device, out=str(self.out / "sae"), seed=0,
+        )  # fmt: skip
+        return {"sae": str(sae.train_sae(config))}
+
+    def _diff(self, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
+        analysis = _need("interp.analysis", "latent diff", "diff_latents")
+        sae_mod = _need("interp.sae", "SAE", "load_sae")
+        cache = _need("interp.hooks.cache", "activation cache")
+        model = sae_mod.load_sae(sae["sae"], device=self.config.device)
+        latents = analysis.diff_latents(
+            model, cache.ActivationStore(caches["base"]), cache.ActivationStore(caches["tuned"]),
+            top=20,
+        )  # fmt: skip
+        latents.setdefault("sae", sae["sae"])
+        path = self.out / "diff" / "latents.json"
+        write_json_atomic(path, latents)
+        return {"latents": str(path)}
+
+    def _steer(self, sae: dict[str, str], latents: dict[str, str], tuned: str) -> dict[str, Any]:
+        steer = _need("interp.steer", "steering", "steer_sweep")
+        sae_mod = _need("interp.sae", "SAE", "load_sae")
+        data = read_json(latents["latents"])
+        chosen = (data.get("selected") or {}).get("latents") or []
+        if not chosen:
+            raise VSFAError(f"{latents['latents']}: the diff selected no latent to steer with")
+        latent = int(chosen[0])
+        model = sae_mod.load_sae(sae["sae"], device=self.config.device)
+        items = self._items(self.config.steer_per_category)
+        judge = self._judge()
+        sweeps = {}
+        for mode, adapter, alphas in (
+            ("add", None, self.config.alphas),
+            ("ablate", tuned, self.config.ablate_scales),
+        ):
+            sweeps[mode] = steer.steer_sweep(
+                self.vlm(adapter), items, model, latent, mode, list(alphas), judge,
+                self.out / "steer" / mode, n_random=self.config.n_random,
+                generation=self._generation(), quiet=self.config.quiet,
+            )  # fmt: skip
+        combined = {
+            "latent": latent,
+            "hook_name": data.get("hook_name"),
+            "sae": sae["sae"],
+            "selected": data.get("selected"),
+            "sweeps": sweeps,
+        }
+        write_json_atomic(self.out / "steering.json", combined)
+        return {"steering": str(self.out / "steering.json")}
+
+
+def _paths_in(outputs: Any) -> list[str]:
+    """Every filesystem path recorded in a step's outputs (strings that look like paths)."""
+    found: list[str] = []
+    if isinstance(outputs, dict):
+        for value in outputs.values():
+            found += _paths_in(value)
+    elif isinstance(outputs, list):
+        for value in outputs:
+            found += _paths_in(value)
+    elif isinstance(outputs, str) and os.sep in outputs:
+        found.append(outputs)
+    return found
+
+
+def _folder_key(folder: Path) -> str:
+    """Cheap identity of a model folder (names, sizes and mtimes), for skip checks."""
+    from interp.artifacts import json_sha256
+
+    entries = sorted(
+        (str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime))
+        for p in folder.rglob("*")
+        if p.is_file()
+    )
+    return json_sha256(entries)
+
+
+def shipped_sae_dir() -> Path:
+    """The organism SAE that ships in ``sae_checkpoints/`` (the interp.sae helper if there is
+    one, else the first folder there with a ``cfg.json``)."""
+    try:
+        sae = importlib.import_module("interp.sae")
+    except ModuleNotFoundError:
+        sae = None
+    helper = getattr(sae, "shipped_sae_dir", None) or getattr(sae, "organism_sae_dir", None)
+    if helper is not None:
+        return Path(helper())
+    folder = ROOT / "sae_checkpoints"
+    found = sorted(p.parent for p in folder.glob("*/cfg.json")) if folder.is_dir() else []
+    if not found:
+        raise VSFAError(
+            f"--fast needs the shipped organism SAE in {folder}, which is missing; "
+            "run the demo without --fast to train one"
+        )
+    return found[0]
+
+
+def results_json(rows: Sequence[dict[str, Any]], *, settings: dict[str, Any]) -> dict[str, Any]:
+    """``results.json``: one row per method (name, ASR with its 95% CI, over-refusal,
+    capability, CS, number of seeds) from :func:`interp.eval.table.compare` rows."""
+    names = dict(METHODS)
+    out_rows = []
+    for row in rows:
+        seeds = [s for s in row.get("seeds") or [] if s is not None]
+        out_rows.append(
+            {
+                "name": names.get(row["method"], row["method"]),
+                "method": row["method"],
+                "model": row.get("model"),
+                "asr": row.get("asr"),
+                "asr_by_benchmark": row.get("asr_by_benchmark") or {},
+                "over_refusal": row.get("over_refusal"),
+                "capability": row.get("capability"),
+                "cs": row.get("cs"),
+                "n_seeds": max(len(seeds), 1),
+                "seeds": seeds,
+            }
+        )
+    return {"rows": out_rows, "settings": settings}
+
+
+def _write_report(out: Path) -> Path:
+    from interp.viz.dashboard import write_dashboard
+
+    return write_dashboard(out, out / "report.html", title="VSFA demo on the model organism")
+
+
+def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo and print the table, the steering findings and where the report is."""
+    from interp.viz.dashboard import steering_findings
+
+    started = time.time()
+    result = Demo(config, echo).run()
+    echo("")
+    echo(Path(result["table_md"]).read_text(encoding="utf-8"))
+    echo("Steering:")
+    for line in steering_findings(read_json(result["steering"])):
+        echo(f"  {line}")
+    echo("")
+    echo(f"results: {Path(result['results']).resolve()}")
+    echo(f"steering: {Path(result['steering']).resolve()}")
+    echo(f"report: {Path(result['report']).resolve()}")
+    echo(f"total {time.time() - started:.0f}s")
+    write_json_atomic(Path(config.out) / "timings.json", result["timings"])
+    return result
