@@ -146,6 +146,7 @@ class Demo:
         self.keys: dict[str, str] = {}
         self.paths: dict[str, Any] = {}
         self._vlms: dict[str, Any] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
 
     # ---- step bookkeeping ---------------------------------------------------------------------
     def step(
@@ -187,74 +188,130 @@ class Demo:
         key = adapter or ""
         if key not in self._vlms:
             self._vlms[key] = load_vlm(
-                str(self.paths["base"]), adapter=adapter, device=self.config.device,
+                str(self.base()), adapter=adapter, device=self.config.device,
                 dtype="float32",
             )  # fmt: skip
         return self._vlms[key]
 
-    # ---- the pipeline -------------------------------------------------------------------------
+    # ---- the pipeline: each public step runs (or skips) what it depends on first ------------
     def run(self) -> dict[str, Any]:
-        cfg = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        organism = _need(
-            "interp.organism", "organism", "base_model_dir", "write_world_data", "ORGANISM_RECIPE"
-        )
-        self.paths["base"] = Path(organism.base_model_dir())
-        self.keys["base"] = _folder_key(self.paths["base"])
-        world = self.step("world", {"seed": 0}, ["base"], self._world)
-        vqa = self.step("vqa", {"seed": 0}, ["world"], lambda: self._vqa(world))
-        runs = self.step(
-            "train",
-            {"recipe": dict(organism.ORGANISM_RECIPE), "seeds": cfg.seeds},
-            ["vqa", "world"],
-            lambda: self._train(organism, world, vqa),
-        )
-        results = self.step(
-            "eval",
-            {"per_category": cfg.per_category, "max_new_tokens": cfg.max_new_tokens},
-            ["train"],
-            lambda: self._evaluate(runs),
-        )
-        tuned = runs["vsfa"][0]
-        sae_source = self._sae_source()
-        hook = self._hook_name(sae_source)
-        caches = self.step(
-            "cache", {"hook": hook, "tuned": tuned}, ["train"], lambda: self._cache(hook, tuned)
-        )
-        sae = self.step(
-            "sae",
-            {"source": sae_source, "steps": cfg.sae_steps, "hook": hook},
-            ["cache"],
-            lambda: self._sae(sae_source, hook, caches),
-        )
-        latents = self.step("diff", {"top": 20}, ["cache", "sae"], lambda: self._diff(sae, caches))
-        steering = self.step(
-            "steer",
-            {
-                "alphas": cfg.alphas,
-                "ablate_scales": cfg.ablate_scales,
-                "n_random": cfg.n_random,
-                "per_category": cfg.steer_per_category,
-                "max_new_tokens": cfg.max_new_tokens,
-            },
-            ["diff"],
-            lambda: self._steer(sae, latents, tuned),
-        )
-        # the report is cheap and always shows the folder as it is now, so it is never skipped
-        self.echo("[demo] report ...")
-        report = _write_report(self.out)
+        """All steps in order; returns the paths of results.json, table.md, steering.json and
+        report.html, and the seconds each step that ran took."""
+        results = self.evaluate()
+        steering = self.steer()
+        report = self.report()
         return {
             "results": results["results"],
             "table_md": results["table_md"],
             "steering": steering["steering"],
             "report": str(report),
-            "timings": dict(cfg._timings),
+            "timings": dict(self.config._timings),
         }
+
+    def _once(self, name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if name not in self.outputs:
+            self.outputs[name] = make()
+        return self.outputs[name]
+
+    @property
+    def organism(self) -> Any:
+        return _need(
+            "interp.organism", "organism", "base_model_dir", "write_world_data", "ORGANISM_RECIPE"
+        )
+
+    def base(self) -> Path:
+        """The shipped organism's folder (its file listing keys everything downstream)."""
+        if "base" not in self.paths:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.paths["base"] = Path(self.organism.base_model_dir())
+            self.keys["base"] = _folder_key(self.paths["base"])
+        return self.paths["base"]
+
+    def world(self) -> dict[str, Any]:
+        """The organism's synthetic data folders (``write_world_data``)."""
+        self.base()
+        return self._once("world", lambda: self.step("world", {"seed": 0}, ["base"], self._world))
+
+    def vqa(self) -> dict[str, Any]:
+        """``vqa/vsfa.jsonl`` (threat images) and ``vqa/control.jsonl`` (benign images)."""
+        world = self.world()
+        return self._once(
+            "vqa", lambda: self.step("vqa", {"seed": 0}, ["world"], lambda: self._vqa(world))
+        )
+
+    def train(self) -> dict[str, Any]:
+        """Run folders per trained method: ``{"vsfa": [seed runs], "control": ..., ...}``."""
+        world, vqa = self.world(), self.vqa()
+        config = {"recipe": dict(self.organism.ORGANISM_RECIPE), "seeds": self.config.seeds}
+        return self._once(
+            "train",
+            lambda: self.step("train", config, ["vqa", "world"], lambda: self._train(world, vqa)),
+        )
+
+    def evaluate(self) -> dict[str, Any]:
+        """Every method on the organism benchmark; ``results.json``, ``table.md``/``.json``."""
+        runs = self.train()
+        config = {"per_category": self.config.per_category,
+                  "max_new_tokens": self.config.max_new_tokens}  # fmt: skip
+        return self._once(
+            "eval", lambda: self.step("eval", config, ["train"], lambda: self._evaluate(runs))
+        )
+
+    def tuned_run(self) -> str:
+        """The VSFA run (first seed) that the cache, diff and ablation use."""
+        return self.train()["vsfa"][0]
+
+    def hook(self) -> str:
+        return self._hook_name(self._sae_source())
+
+    def cache(self) -> dict[str, Any]:
+        """Activation folders ``{"base": ..., "tuned": ...}`` at the SAE's hook."""
+        tuned, hook = self.tuned_run(), self.hook()
+        config = {"hook": hook, "tuned": tuned, "per_category": self.config.steer_per_category}
+        return self._once(
+            "cache",
+            lambda: self.step("cache", config, ["train"], lambda: self._cache(hook, tuned)),
+        )
+
+    def sae(self) -> dict[str, Any]:
+        """``{"sae": folder}``: trained on the caches, or the given / shipped one."""
+        caches, source, hook = self.cache(), self._sae_source(), self.hook()
+        config = {"source": source, "steps": self.config.sae_steps, "hook": hook}
+        return self._once(
+            "sae",
+            lambda: self.step("sae", config, ["cache"], lambda: self._sae(source, hook, caches)),
+        )
+
+    def diff(self) -> dict[str, Any]:
+        """``{"latents": path of latents.json}``."""
+        caches, sae = self.cache(), self.sae()
+        return self._once(
+            "diff",
+            lambda: self.step(
+                "diff", {"top": 20}, ["cache", "sae"], lambda: self._diff(sae, caches)
+            ),  # fmt: skip
+        )
+
+    def steer(self) -> dict[str, Any]:
+        """``{"steering": path of steering.json}``: add on the base, ablate on VSFA."""
+        latents, sae, tuned = self.diff(), self.sae(), self.tuned_run()
+        cfg = self.config
+        config = {"alphas": cfg.alphas, "ablate_scales": cfg.ablate_scales,
+                  "n_random": cfg.n_random, "per_category": cfg.steer_per_category,
+                  "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+        return self._once(
+            "steer",
+            lambda: self.step("steer", config, ["diff"], lambda: self._steer(sae, latents, tuned)),
+        )
+
+    def report(self) -> Path:
+        """``report.html``; cheap, so always rewritten to show the folder as it is now."""
+        self.echo("[demo] report ...")
+        return _write_report(self.out)
 
     # ---- steps --------------------------------------------------------------------------------
     def _world(self) -> dict[str, Any]:
-        organism = _need("interp.organism", "organism")
-        paths = organism.write_world_data(self.out / "world", seed=0)
+        paths = self.organism.write_world_data(self.out / "world", seed=0)
         return {key: str(path) for key, path in paths.items()}
 
     def _vqa(self, world: dict[str, str]) -> dict[str, Any]:
@@ -266,10 +323,10 @@ class Demo:
             out[name] = str(path)
         return out
 
-    def _train(self, organism: Any, world: dict[str, str], vqa: dict[str, str]) -> dict[str, Any]:
+    def _train(self, world: dict[str, str], vqa: dict[str, str]) -> dict[str, Any]:
         train = _need("interp.train", "training", "train")
         config_mod = _need("interp.train.config", "training")
-        recipe = dict(organism.ORGANISM_RECIPE)
+        recipe = dict(self.organism.ORGANISM_RECIPE)
         runs: dict[str, list[str]] = {method: [] for method in TRAINED}
         for seed in self.config.seeds:
             for method in TRAINED:

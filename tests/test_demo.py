@@ -1,0 +1,131 @@
+"""``vsfa demo``: step skipping, results.json from real eval outputs, and the end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from test_viz import eval_metrics
+from typer.testing import CliRunner
+
+from interp.artifacts import read_json
+from interp.cli import app
+from interp.errors import VSFAError
+from interp.viz.data import result_rows
+from interp.viz.demo import METHODS, Demo, DemoConfig, _need, results_json
+
+
+def test_steps_skip_when_current_and_rerun_on_change(tmp_path):
+    demo = Demo(DemoConfig(out=str(tmp_path)), echo=lambda _: None)
+    calls = []
+
+    def run() -> dict:
+        calls.append(1)
+        path = tmp_path / "made.txt"
+        path.write_text("x")
+        return {"file": str(path)}
+
+    demo.keys["up"] = "a"
+    assert demo.step("s", {"k": 1}, ["up"], run) == {"file": str(tmp_path / "made.txt")}
+    demo.step("s", {"k": 1}, ["up"], run)
+    assert len(calls) == 1  # current: skipped, outputs read back from the marker
+    demo.step("s", {"k": 2}, ["up"], run)
+    assert len(calls) == 2  # config changed
+    demo.keys["up"] = "b"
+    demo.step("s", {"k": 2}, ["up"], run)
+    assert len(calls) == 3  # an upstream step changed
+    (tmp_path / "made.txt").unlink()
+    demo.step("s", {"k": 2}, ["up"], run)
+    assert len(calls) == 4  # its output is gone
+    demo.config.force = True
+    demo.step("s", {"k": 2}, ["up"], run)
+    assert len(calls) == 5
+
+
+def test_missing_stage_is_a_clear_error():
+    with pytest.raises(VSFAError, match="needs the latent diff stage"):
+        _need("interp.no_such_stage", "latent diff")
+    with pytest.raises(VSFAError, match=r"interp.viz.no_such_function \(viz stage\)"):
+        _need("interp.viz", "viz", "no_such_function")
+
+
+def test_results_json_from_eval_table_rows(tmp_path):
+    from interp.eval.table import compare
+
+    dirs = []
+    for method, seed, asr in (("none", None, 0.6), ("vsfa", 0, 0.2), ("vsfa", 1, 0.3)):
+        metrics = eval_metrics(method, asr)
+        metrics["label"]["seed"] = seed
+        folder = tmp_path / f"{method}-{seed}"
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        dirs.append(folder)
+    results = results_json(compare(dirs), settings={"fast": True})
+    rows = {row["method"]: row for row in results["rows"]}
+    assert rows["none"]["name"] == "No defense" and rows["none"]["n_seeds"] == 1
+    assert rows["vsfa"]["name"] == "VSFA" and rows["vsfa"]["n_seeds"] == 2
+    assert rows["vsfa"]["asr"]["value"] == pytest.approx(0.25)  # mean over the two seeds
+    assert rows["vsfa"]["asr"]["ci_low"] < 0.25 < rows["vsfa"]["asr"]["ci_high"]
+    # the dashboard reads the same file
+    assert [r["name"] for r in result_rows(results)] == ["No defense", "VSFA"]
+
+
+# ---- end to end (minutes on a 2-core CPU) -----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """``vsfa demo --fast`` once per session: (folder, printed output, seconds)."""
+    out = tmp_path_factory.mktemp("demo")
+    started = time.time()
+    result = CliRunner().invoke(app, ["demo", "--fast", "--quiet", "--out", str(out)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return out, result.output, time.time() - started
+
+
+@pytest.fixture(scope="session")
+def demo_dir(demo_run):
+    return demo_run[0]
+
+
+@pytest.mark.slow
+def test_demo_fast_end_to_end(demo_run):
+    out, printed, seconds = demo_run
+    results = read_json(out / "results.json")
+    names = [row["name"] for row in results["rows"]]
+    assert sorted(names) == sorted(name for _, name in METHODS)
+    for row in results["rows"]:
+        asr = row["asr"]
+        assert 0.0 <= asr["ci_low"] <= asr["value"] <= asr["ci_high"] <= 1.0
+        assert row["n_seeds"] == 1
+        for key in ("over_refusal", "capability", "cs"):
+            assert key in row
+    # the printed table has every row
+    for method, _ in METHODS:
+        assert re.search(rf"^\| organism \| {method} \|", printed, re.M), method
+    assert "Steering:" in printed and "report:" in printed
+
+    steering = read_json(out / "steering.json")
+    latents = read_json(out / "diff" / "latents.json")
+    assert steering["latent"] == latents["selected"]["latents"][0]
+    assert set(steering["sweeps"]) == {"add", "ablate"}
+    for sweep in steering["sweeps"].values():
+        assert len(sweep["curve"]) >= 2 and sweep["random_control"]
+    html = (out / "report.html").read_text()
+    assert 'id="results-table"' in html and "steering-0" in html
+    print(f"vsfa demo --fast: {seconds:.0f}s")
+
+
+@pytest.mark.slow
+def test_demo_rerun_skips_every_step(demo_run):
+    out, _, _ = demo_run
+    started = time.time()
+    result = CliRunner().invoke(app, ["demo", "--fast", "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ran = re.findall(r"^\[demo\] (\w+) \.\.\.$", result.output, re.M)
+    assert ran == ["report"], result.output
+    assert time.time() - started < 60
