@@ -1,0 +1,390 @@
+"""Build the neutral VQA set that VSFA fine-tunes on.
+
+For every image of a folder, a few neutral questions are drawn from
+:mod:`interp.data.vqa_templates` and answered by one **answer source**:
+
+* ``metadata``: the image's sidecar ``<stem>.json`` (``answers[<template id>]``, ``description``);
+* ``model:PATH``: a local VLM answers (the model to be tuned answering its own neutral questions is
+  self-distillation; a stronger model gives distillation);
+* ``jsonl:PATH``: records the user already has (``image``, ``question``, ``answer``).
+
+Records are ``{id, image, question, answer, source, style?, tags?}``; ``image`` is stored
+relative to the JSONL's folder so a dataset folder can be moved. The label-free audit runs on the
+result before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from interp.artifacts import file_sha256, make_manifest, write_json_atomic, write_text_atomic
+from interp.data.audit import DEFAULT_LEXICON, Lexicon, audit_records, audit_report_path
+from interp.data.vqa_templates import QUESTION_TEMPLATES, TEMPLATE_IDS
+from interp.errors import VSFAError
+from interp.images import IMAGE_SUFFIXES, list_images, open_image
+
+REQUIRED_FIELDS = ("image", "question", "answer")
+OPTIONAL_STR_FIELDS = ("id", "source", "style")
+
+
+@dataclass
+class BuildConfig:
+    """Options of ``vsfa data build``.
+
+    Attributes:
+        images: folder of images (searched recursively), optional ``<stem>.json`` sidecars.
+        out: the JSONL to write; the audit report and manifest are written beside it.
+        source: ``metadata``, ``model:PATH`` or ``jsonl:PATH``.
+        questions_per_image: neutral questions per image (templates drawn without replacement).
+        seed: seeds the template and phrasing draws and the ``limit`` subset.
+        limit: keep a seeded random subset of this many images (the data-size ablation).
+        strict: fail on corrupt images, images without answers, and audit flags instead of
+            skipping / dropping them with a count.
+        lexicon: audit lexicon (category -> phrases).
+        max_new_tokens, batch_size, device, dtype: generation settings of a ``model:`` source.
+    """
+
+    images: str
+    out: str
+    source: str = "metadata"
+    questions_per_image: int = 4
+    seed: int = 0
+    limit: int | None = None
+    strict: bool = False
+    lexicon: Lexicon = field(default_factory=lambda: dict(DEFAULT_LEXICON))
+    max_new_tokens: int = 48
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.questions_per_image < 1:
+            raise VSFAError("--questions-per-image must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise VSFAError("--limit must be at least 1")
+        kind, _, arg = self.source.partition(":")
+        if kind not in ("metadata", "model", "jsonl") or (kind != "metadata" and not arg):
+            raise VSFAError(
+                f"--source {self.source!r}: expected metadata, model:PATH or jsonl:PATH"
+            )
+
+
+# ---- JSONL ---------------------------------------------------------------------------------
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    return write_text_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def read_vqa_jsonl(
+    path: str | os.PathLike, *, required: Sequence[str] = REQUIRED_FIELDS
+) -> list[dict[str, Any]]:
+    """Read VQA records; an error names the line and field of the first bad record."""
+    path = Path(path)
+    if not path.is_file():
+        raise VSFAError(f"VQA data {path} does not exist")
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise VSFAError(f"{path} line {number}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise VSFAError(f"{path} line {number}: expected a JSON object")
+            for name in required:
+                value = record.get(name)
+                if not isinstance(value, str) or not value.strip():
+                    problem = "missing" if name not in record else "empty or not a string"
+                    raise VSFAError(f"{path} line {number}: field {name!r} is {problem}")
+            for name in OPTIONAL_STR_FIELDS:
+                if name in record and not isinstance(record[name], str):
+                    raise VSFAError(f"{path} line {number}: field {name!r} must be a string")
+            if "tags" in record and not (
+                isinstance(record["tags"], list) and all(isinstance(t, str) for t in record["tags"])
+            ):
+                raise VSFAError(f"{path} line {number}: field 'tags' must be a list of strings")
+            record.setdefault("id", f"{path.stem}-{number}")
+            records.append(record)
+    if not records:
+        raise VSFAError(f"VQA data {path} has no records")
+    return records
+
+
+def resolve_image(image: str, base: str | os.PathLike) -> Path:
+    """An image path of a record: absolute, or relative to ``base`` (the JSONL's folder)."""
+    path = Path(image)
+    return path if path.is_absolute() else Path(base) / path
+
+
+def _portable(image: Path, out_dir: Path) -> str:
+    try:
+        return os.path.relpath(image.resolve(), out_dir.resolve())
+    except ValueError:  # another drive on Windows
+        return str(image.resolve())
+
+
+# ---- sidecars ------------------------------------------------------------------------------
+def read_sidecar(image: Path) -> dict[str, Any] | None:
+    """The ``<stem>.json`` beside an image, validated, or None when there is none."""
+    path = image.with_suffix(".json")
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise VSFAError(f"sidecar {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise VSFAError(f"sidecar {path}: expected a JSON object")
+    answers = data.get("answers", {})
+    if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
+        raise VSFAError(f"sidecar {path}: field 'answers' must map template ids to strings")
+    unknown = sorted(set(answers) - set(TEMPLATE_IDS))
+    if unknown:
+        raise VSFAError(
+            f"sidecar {path}: unknown template ids {unknown} in 'answers'; "
+            f"known: {', '.join(TEMPLATE_IDS)}"
+        )
+    for name in ("description", "style"):
+        if name in data and not isinstance(data[name], str):
+            raise VSFAError(f"sidecar {path}: field {name!r} must be a string")
+    return data
+
+
+def _metadata_answers(sidecar: dict[str, Any]) -> dict[str, str]:
+    answers = {k: v for k, v in sidecar.get("answers", {}).items() if v.strip()}
+    if "describe" not in answers and sidecar.get("description"):
+        answers["describe"] = sidecar["description"]
+    return answers
+
+
+# ---- building ------------------------------------------------------------------------------
+@dataclass
+class _Slot:
+    """One (image, question) to answer."""
+
+    image: Path
+    template: str
+    question: str
+    sidecar: dict[str, Any] | None
+    answer: str | None = None
+
+
+def _usable_images(
+    config: BuildConfig, skipped: Counter[str], rng: random.Random
+) -> list[tuple[Path, dict[str, Any] | None]]:
+    files = list_images(config.images)
+    if config.limit is not None and config.limit < len(files):
+        files = sorted(rng.sample(files, config.limit))
+    usable = []
+    progress = tqdm(files, desc="checking images", disable=config.quiet, unit="img")
+    for image in progress:
+        try:
+            open_image(image)
+        except VSFAError as error:
+            if config.strict:
+                raise VSFAError(f"{error} (--strict; drop --strict to skip it)") from None
+            skipped["corrupt_image"] += 1
+            continue
+        usable.append((image, read_sidecar(image)))
+    if not usable:
+        raise VSFAError(f"image folder {config.images} has no readable images")
+    return usable
+
+
+def _draw(rng: random.Random, templates: Sequence[str], n: int) -> list[tuple[str, str]]:
+    chosen = rng.sample(list(templates), min(n, len(templates)))
+    return [(t, rng.choice(QUESTION_TEMPLATES[t])) for t in chosen]
+
+
+def _slots_from_metadata(
+    images: list[tuple[Path, dict[str, Any] | None]],
+    config: BuildConfig,
+    rng: random.Random,
+    skipped: Counter[str],
+) -> list[_Slot]:
+    slots = []
+    for image, sidecar in images:
+        answers = _metadata_answers(sidecar) if sidecar else {}
+        if not answers:
+            if config.strict:
+                raise VSFAError(
+                    f"{image}: no sidecar answers ({image.with_suffix('.json').name} with "
+                    "'answers' or 'description') for --source metadata (--strict)"
+                )
+            skipped["no_metadata"] += 1
+            continue
+        for template, question in _draw(rng, sorted(answers), config.questions_per_image):
+            slots.append(_Slot(image, template, question, sidecar, answers[template]))
+    return slots
+
+
+def _slots_for_model(
+    images: list[tuple[Path, dict[str, Any] | None]], config: BuildConfig, rng: random.Random
+) -> list[_Slot]:
+    return [
+        _Slot(image, template, question, sidecar)
+        for image, sidecar in images
+        for template, question in _draw(rng, TEMPLATE_IDS, config.questions_per_image)
+    ]
+
+
+def _answer_with_model(slots: list[_Slot], model_path: str, config: BuildConfig) -> None:
+    from interp.models import load_vlm
+
+    vlm = load_vlm(model_path, device=config.device, dtype=config.dtype)
+    batches = range(0, len(slots), config.batch_size)
+    for start in tqdm(batches, desc="answering", disable=config.quiet, unit="batch"):
+        batch = slots[start : start + config.batch_size]
+        answers = vlm.generate(
+            [open_image(s.image) for s in batch],
+            [s.question for s in batch],
+            max_new_tokens=config.max_new_tokens,
+        )
+        for slot, answer in zip(batch, answers):
+            slot.answer = answer
+
+
+def _records_from_jsonl(path: str, config: BuildConfig, skipped: Counter[str]) -> list[dict]:
+    records = read_vqa_jsonl(path)
+    out = []
+    for record in records:
+        image = resolve_image(record["image"], config.images)
+        if not image.exists():
+            image = resolve_image(record["image"], Path(path).parent)
+        try:
+            open_image(image)
+        except VSFAError as error:
+            if config.strict:
+                raise VSFAError(f"{path} record {record['id']}: {error}") from None
+            skipped["corrupt_image"] += 1
+            continue
+        out.append({**record, "image": image, "source": record.get("source", f"jsonl:{path}")})
+    if config.limit is not None:
+        images = sorted({str(r["image"]) for r in out})
+        if config.limit < len(images):
+            keep = set(random.Random(config.seed).sample(images, config.limit))
+            out = [r for r in out if str(r["image"]) in keep]
+    return out
+
+
+def _record(slot: _Slot, index: int, source: str, out_dir: Path) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": f"{slot.image.stem}-{index}",
+        "image": _portable(slot.image, out_dir),
+        "question": slot.question,
+        "answer": (slot.answer or "").strip(),
+        "source": source,
+        "template": slot.template,
+    }
+    sidecar = slot.sidecar or {}
+    if sidecar.get("style"):
+        record["style"] = sidecar["style"]
+    if sidecar.get("tags"):
+        record["tags"] = list(sidecar["tags"])
+    return record
+
+
+def build_manifest(config: BuildConfig) -> dict[str, Any]:
+    """What decides the built set: config and the content of the image folder."""
+    config_dict = {k: v for k, v in asdict(config).items() if k not in ("out", "quiet")}
+    config_dict["lexicon"] = {k: list(v) for k, v in config.lexicon.items()}
+    folder = Path(config.images)
+    files = (
+        sorted(p for p in folder.rglob("*") if p.suffix.lower() in (*IMAGE_SUFFIXES, ".json"))
+        if folder.is_dir()
+        else []
+    )
+    listing = [
+        (str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime)) for p in files
+    ]
+    from interp.artifacts import json_sha256
+
+    inputs = {"images": json_sha256(listing)}
+    kind, _, arg = config.source.partition(":")
+    if kind == "jsonl" and Path(arg).is_file():
+        inputs["jsonl"] = file_sha256(arg)
+    return make_manifest("data", config_dict, inputs=inputs, seed=config.seed)
+
+
+def manifest_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.manifest.json")
+
+
+def build_vqa(config: BuildConfig) -> dict[str, Any]:
+    """Build, audit and write the VQA set; returns the build report.
+
+    Writes ``config.out`` (JSONL), ``<stem>.audit.json`` and ``<stem>.manifest.json`` beside it.
+    """
+    out = Path(config.out)
+    out_dir = out.parent
+    rng = random.Random(config.seed)
+    skipped: Counter[str] = Counter()
+    kind, _, arg = config.source.partition(":")
+    if kind == "jsonl":
+        if not Path(config.images).is_dir():
+            raise VSFAError(f"image folder {config.images} does not exist or is not a folder")
+        raw = _records_from_jsonl(arg, config, skipped)
+        records = [{**r, "image": _portable(Path(r["image"]), out_dir)} for r in raw]
+        n_images = len({r["image"] for r in records})
+    else:
+        images = _usable_images(config, skipped, rng)
+        n_images = len(images)
+        if kind == "metadata":
+            slots = _slots_from_metadata(images, config, rng, skipped)
+            source = "metadata"
+        else:
+            slots = _slots_for_model(images, config, rng)
+            _answer_with_model(slots, arg, config)
+            source = f"model:{arg}"
+        empty = [s for s in slots if not (s.answer or "").strip()]
+        if empty:
+            skipped["empty_answer"] += len(empty)
+            slots = [s for s in slots if (s.answer or "").strip()]
+        records = [_record(s, i, source, out_dir) for i, s in enumerate(slots)]
+    if not records:
+        raise VSFAError(
+            f"no VQA records could be built from {config.images} with --source {config.source} "
+            f"(skipped: {dict(skipped) or 'none'})"
+        )
+
+    kept, report = audit_records(records, config.lexicon)
+    report.dropped = not config.strict
+    write_json_atomic(audit_report_path(out), report.to_dict())
+    if config.strict and not report.clean:
+        raise VSFAError(
+            f"{out}: {report.summary()}; the VSFA set must be label-free "
+            f"(report: {audit_report_path(out)})"
+        )
+    if not kept:
+        raise VSFAError(f"every record was flagged by the audit ({report.summary()})")
+    write_jsonl(out, kept)
+    result = {
+        "out": str(out),
+        "images": n_images,
+        "records": len(kept),
+        "skipped": dict(skipped),
+        "audit": {
+            "total": report.total,
+            "flagged": report.flagged,
+            "by_category": report.by_category,
+            "by_term": report.by_term,
+            "report": str(audit_report_path(out)),
+        },
+    }
+    manifest = build_manifest(config)
+    manifest.update(complete=True, outputs={"data": file_sha256(out)}, report=result)
+    write_json_atomic(manifest_path(out), manifest)
+    return result
