@@ -255,14 +255,21 @@ def _latent_card(
         if k in entry
     }
     detail = latents["details"][str(index)]
+    significant = ((latents.get("selected") or {}).get("significant") or {}).get(str(index))
+    flag = {True: " (significant)", False: " (not significant)"}.get(significant, "")
+    logit = (
+        "<div>" + _figure_html(figures.logit_effect(latents, index), f"logit-{key}") + "</div>"
+        if detail.get("logit_effect")
+        else ""
+    )
     return (
-        f'<div class="card" id="latent-{esc(key)}"><h3>Latent {index}</h3>'
+        f'<div class="card" id="latent-{esc(key)}"><h3>Latent {index}{esc(flag)}</h3>'
         + key_value_table_html(stats)
         + '<div class="row"><div>'
         + _figure_html(figures.latent_histogram(latents, index), f"hist-{key}")
-        + "</div><div>"
-        + _figure_html(figures.logit_effect(latents, index), f"logit-{key}")
-        + "</div></div><h4>Top-activating examples</h4>"
+        + "</div>"
+        + logit
+        + "</div><h4>Top-activating examples</h4>"
         + top_examples_html(detail.get("top_examples") or [], image_roots=roots)
         + "</div>"
     )

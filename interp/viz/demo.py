@@ -63,8 +63,8 @@ class DemoConfig:
         per_category: organism benchmark items per category for the evaluation.
         steer_per_category: items per category for each steering point.
         max_new_tokens: generation length (organism answers are short).
-        alphas: steering strengths for ``add`` (multiples of the latent's decoder direction);
-            ablation uses ``ablate_scales``.
+        alphas: steering strengths for ``add``, in units of the latent's largest activation on
+            the tuned model (:func:`latent_scale`); ablation uses ``ablate_scales``.
         ablate_scales: fractions of the latent removed from the tuned model.
         n_random: random latents in the control.
         sae_steps: SAE training steps when one is trained.
@@ -100,7 +100,7 @@ class DemoConfig:
         if self.steer_per_category is None:
             self.steer_per_category = 4 if fast else 8
         if self.alphas is None:
-            self.alphas = [0.0, 4.0, 8.0] if fast else [0.0, 2.0, 4.0, 8.0, 12.0]
+            self.alphas = [0.0, 1.0, 2.0] if fast else [0.0, 0.5, 1.0, 2.0, 4.0]
         if self.ablate_scales is None:
             self.ablate_scales = [0.0, 1.0] if fast else [0.0, 0.5, 1.0]
         if self.n_random is None:
@@ -453,47 +453,72 @@ class Demo:
     def _diff(self, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
         analysis = _need("interp.analysis", "latent diff", "diff_latents")
         sae_mod = _need("interp.sae", "SAE", "load_sae")
-        cache = _need("interp.hooks.cache", "activation cache")
-        model = sae_mod.load_sae(sae["sae"], device=self.config.device)
-        latents = analysis.diff_latents(
-            model, cache.ActivationStore(caches["base"]), cache.ActivationStore(caches["tuned"]),
-            top=20,
-        )  # fmt: skip
-        latents.setdefault("sae", sae["sae"])
+        cache = _need("interp.hooks.cache", "activation cache", "ActivationStore")
+        vlm = self.vlm()
         path = self.out / "diff" / "latents.json"
-        write_json_atomic(path, latents)
+        analysis.diff_latents(
+            sae_mod.load_sae(sae["sae"], device=self.config.device),
+            cache.ActivationStore(caches["base"]),
+            cache.ActivationStore(caches["tuned"]),
+            tokenizer=vlm.tokenizer, unembedding=vlm.unembedding(), out=path,
+            sae_name=sae["sae"], top=20, quiet=self.config.quiet,
+        )  # fmt: skip
         return {"latents": str(path)}
 
     def _steer(self, sae: dict[str, str], latents: dict[str, str], tuned: str) -> dict[str, Any]:
         steer = _need("interp.steer", "steering", "steer_sweep")
         sae_mod = _need("interp.sae", "SAE", "load_sae")
         data = read_json(latents["latents"])
-        chosen = (data.get("selected") or {}).get("latents") or []
-        if not chosen:
-            raise VSFAError(f"{latents['latents']}: the diff selected no latent to steer with")
-        latent = int(chosen[0])
+        latent, significant = pick_latent(data)
+        if not significant:
+            self.echo(
+                f"[demo] no latent passed the significance test; steering the top runner-up "
+                f"{latent} (exploratory)"
+            )
         model = sae_mod.load_sae(sae["sae"], device=self.config.device)
+        scale = latent_scale(data, latent)
         items = self._items(self.config.steer_per_category)
         judge = self._judge()
         sweeps = {}
         for mode, adapter, alphas in (
-            ("add", None, self.config.alphas),
-            ("ablate", tuned, self.config.ablate_scales),
+            ("add", None, [round(a * scale, 3) for a in self.config.alphas]),
+            ("ablate", tuned, list(self.config.ablate_scales)),
         ):
             sweeps[mode] = steer.steer_sweep(
-                self.vlm(adapter), items, model, latent, mode, list(alphas), judge,
+                self.vlm(adapter), items, model, latent, mode, alphas, judge,
                 self.out / "steer" / mode, n_random=self.config.n_random,
-                generation=self._generation(), quiet=self.config.quiet,
+                generation=self._generation(), diff_of_means=latents["latents"],
+                quiet=self.config.quiet,
             )  # fmt: skip
         combined = {
             "latent": latent,
+            "significant": significant,
             "hook_name": data.get("hook_name"),
             "sae": sae["sae"],
+            "add_alpha_unit": scale,
             "selected": data.get("selected"),
             "sweeps": sweeps,
         }
         write_json_atomic(self.out / "steering.json", combined)
         return {"steering": str(self.out / "steering.json")}
+
+
+def pick_latent(latents: dict[str, Any]) -> tuple[int, bool]:
+    """The latent to steer: the selected one, else (flagged) the top runner-up."""
+    selected = latents.get("selected") or {}
+    if selected.get("latents"):
+        return int(selected["latents"][0]), True
+    if selected.get("runners_up"):
+        return int(selected["runners_up"][0]), False
+    raise VSFAError("latents.json selected no latent and lists no runner-up to steer with")
+
+
+def latent_scale(latents: dict[str, Any], latent: int) -> float:
+    """The latent's largest activation on the tuned model (from the diff's histogram), the unit
+    of the ``add`` alphas: alpha 1 adds the latent as strongly as VSFA's model ever fires it."""
+    histogram = ((latents.get("details") or {}).get(str(latent)) or {}).get("histogram") or {}
+    values = [float(v) for v in histogram.get("tuned") or histogram.get("base") or []]
+    return max(values) if values else 1.0
 
 
 def _paths_in(outputs: Any) -> list[str]:
