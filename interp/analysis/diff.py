@@ -56,6 +56,8 @@ class DiffConfig:
         n_permutations: permutations of the sign-flip test.
         alpha: significance level on Benjamini-Hochberg adjusted p-values.
         n_select: how many latents the selection rule picks; ``n_runners_up`` reported beside.
+        benign_penalty: weight of the increase on benign prompts subtracted in the selection
+            score (1: prefer latents that rose on harmful prompts only; 0: rank by harmful rise).
         n_examples: top-activating tokens per latent and side.
         context_tokens: tokens of context left of an example token (a quarter of it right).
         n_logit_tokens: promoted / suppressed tokens listed per latent.
@@ -71,6 +73,7 @@ class DiffConfig:
     alpha: float = 0.05
     n_select: int = 1
     n_runners_up: int = 5
+    benign_penalty: float = 1.0
     n_examples: int = 8
     context_tokens: int = 12
     n_logit_tokens: int = 10
@@ -161,36 +164,41 @@ def paired_test(
 ) -> np.ndarray:
     """Two-sided p-value per column for paired samples ``[n_pairs, n_columns]``.
 
-    Columns with no variation in the differences get p = 1 (no evidence of change).
+    Differences within float rounding of zero count as zero. A column whose differences do not
+    vary gets p = 1 when they are all zero (no change) and p = 0 when they are one nonzero
+    constant (every prompt moved by the same amount).
     """
     diff = tuned - base
+    tolerance = 1e-6 * (1.0 + np.abs(base) + np.abs(tuned))
+    diff = np.where(np.abs(diff) <= tolerance, 0.0, diff)
     n = diff.shape[0]
     if n < 2:
         return np.ones(diff.shape[1])
+    varying = diff.std(0) > 1e-12 * (1.0 + np.abs(diff).max(0))
+    p = np.where(np.abs(diff).max(0) > 0, 0.0, 1.0)  # the non-varying columns
+    if not varying.any():
+        return p
+    d = diff[:, varying]
     if test in ("ttest", "wilcoxon"):
         try:
             from scipy import stats
         except ImportError:  # pragma: no cover - scipy is a dependency; keep a fallback anyway
             test = "permutation"
         else:
-            varying = diff.std(0) > 0
-            p = np.ones(diff.shape[1])
-            if varying.any():
-                with np.errstate(all="ignore"):
-                    if test == "ttest":
-                        result = stats.ttest_rel(tuned[:, varying], base[:, varying], axis=0)
-                    else:
-                        result = stats.wilcoxon(diff[:, varying], axis=0, zero_method="zsplit")
-                p[varying] = np.nan_to_num(result.pvalue, nan=1.0)
+            with np.errstate(all="ignore"):
+                if test == "ttest":
+                    result = stats.ttest_1samp(d, 0.0, axis=0)
+                else:
+                    result = stats.wilcoxon(d, axis=0, zero_method="zsplit")
+            p[varying] = np.nan_to_num(result.pvalue, nan=1.0)
             return p
     rng = np.random.default_rng(seed)
-    observed = np.abs(diff.mean(0))
-    exceed = np.zeros(diff.shape[1])
+    observed = np.abs(d.mean(0))
+    exceed = np.zeros(d.shape[1])
     for _ in range(n_permutations):
         signs = rng.choice([-1.0, 1.0], size=(n, 1))
-        exceed += np.abs((diff * signs).mean(0)) >= observed - 1e-12
-    p = (exceed + 1) / (n_permutations + 1)
-    p[diff.std(0) == 0] = 1.0
+        exceed += np.abs((d * signs).mean(0)) >= observed - 1e-12
+    p[varying] = (exceed + 1) / (n_permutations + 1)
     return p
 
 
@@ -243,7 +251,7 @@ def _subset_stats(base: np.ndarray, tuned: np.ndarray, rows: np.ndarray, cfg) ->
 SELECTION_RULE = (
     "candidates: latents whose per-prompt mean activation rose significantly on harmful prompts "
     "(paired test, Benjamini-Hochberg adjusted p < {alpha}); score = increase on harmful "
-    "prompts - max(0, increase on benign prompts); highest score first"
+    "prompts - {penalty} x max(0, increase on benign prompts); highest score first"
 )
 SELECTION_RULE_ALL = (
     "no harmful/benign split in the prompts: candidates are latents whose per-prompt mean "
@@ -253,7 +261,12 @@ SELECTION_RULE_ALL = (
 
 
 def select_latents(
-    stats: dict[str, SubsetStats], *, alpha: float = 0.05, n_select: int = 1, n_runners_up: int = 5
+    stats: dict[str, SubsetStats],
+    *,
+    alpha: float = 0.05,
+    n_select: int = 1,
+    n_runners_up: int = 5,
+    benign_penalty: float = 1.0,
 ) -> dict[str, Any]:
     """Pick the candidate persona latent(s) (rule in ``SELECTION_RULE``) and the runners-up.
 
@@ -265,9 +278,9 @@ def select_latents(
     if harmful is not None and harmful.n >= 2:
         benign = stats.get(BENIGN)
         penalty = np.maximum(benign.delta, 0) if benign is not None and benign.n else 0.0
-        score = harmful.delta - penalty
+        score = harmful.delta - benign_penalty * penalty
         candidate = (harmful.delta > 0) & (harmful.p_adjusted < alpha)
-        rule = SELECTION_RULE.format(alpha=alpha)
+        rule = SELECTION_RULE.format(alpha=alpha, penalty=benign_penalty)
     else:
         overall = stats["all"]
         score = overall.delta.copy()
@@ -513,7 +526,11 @@ def diff_latents(
     increased = [int(i) for i in order[: cfg.top] if delta[i] > 0]
     decreased = [int(i) for i in order[::-1][: max(1, cfg.top // 2)] if delta[i] < 0]
     selection = select_latents(
-        stats, alpha=cfg.alpha, n_select=cfg.n_select, n_runners_up=cfg.n_runners_up
+        stats,
+        alpha=cfg.alpha,
+        n_select=cfg.n_select,
+        n_runners_up=cfg.n_runners_up,
+        benign_penalty=cfg.benign_penalty,
     )
 
     def row(i: int) -> dict[str, Any]:
@@ -558,7 +575,12 @@ def diff_latents(
         "latents": [row(i) for i in listed],
         "selected": selection,
         "details": details,
-        "diff_of_means": {"norm": float(direction.norm()), "file": "diff_of_means.safetensors"},
+        "diff_of_means": {
+            "norm": float(direction.norm()),
+            "file": "diff_of_means.safetensors",
+            # also inline, so a latents.json written by other code still carries the baseline
+            "vector": [round(float(v), 7) for v in direction],
+        },
         "config": asdict(cfg),
         "sources": {
             "base": str(getattr(base, "path", "")),
@@ -568,7 +590,6 @@ def diff_latents(
             "tuned_adapter": tuned.manifest.get("adapter"),
         },
     }
-    result["_diff_of_means_tensor"] = direction
     if out is not None:
         write_latents(out, result)
     return result
@@ -628,16 +649,16 @@ def write_latents(out: str | Path, result: dict[str, Any]) -> Path:
     out = Path(out)
     if out.suffix != ".json":
         out = out / "latents.json"
-    direction = result.get("_diff_of_means_tensor")
-    if direction is not None:
+    vector = (result.get("diff_of_means") or {}).get("vector")
+    if vector is not None:
+        direction = torch.tensor(vector, dtype=torch.float32)
         with atomic_path(out.parent / result["diff_of_means"]["file"]) as tmp:
             save_file(
                 {"direction": direction.float().contiguous()},
                 str(tmp),
                 metadata={"hook_name": result["hook_name"]},
             )
-    clean = {key: value for key, value in result.items() if not key.startswith("_")}
-    write_json_atomic(out, _finite(clean))
+    write_json_atomic(out, _finite(result))
     return out
 
 
@@ -652,15 +673,26 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def load_diff_of_means(latents_json: str | Path) -> torch.Tensor:
-    """The difference-of-means direction written beside a ``latents.json``."""
+def load_diff_of_means(path: str | Path) -> torch.Tensor:
+    """The difference-of-means direction of a ``latents.json`` (its safetensors file beside it,
+    else the inline vector), or of a ``.safetensors`` file holding ``direction``."""
     from safetensors.torch import load_file
 
     from interp.artifacts import read_json
 
-    path = Path(latents_json)
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.exists():
+            raise VSFAError(f"{path} does not exist")
+        tensors = load_file(str(path))
+        if "direction" not in tensors:
+            raise VSFAError(f"{path} holds no 'direction' tensor")
+        return tensors["direction"]
     data = read_json(path)
-    file = path.parent / data.get("diff_of_means", {}).get("file", "diff_of_means.safetensors")
-    if not file.exists():
-        raise VSFAError(f"{file} (difference of means named in {path}) is missing")
-    return load_file(str(file))["direction"]
+    entry = data.get("diff_of_means") or {}
+    file = path.parent / entry.get("file", "diff_of_means.safetensors")
+    if file.exists():
+        return load_file(str(file))["direction"]
+    if entry.get("vector") is not None:
+        return torch.tensor(entry["vector"], dtype=torch.float32)
+    raise VSFAError(f"{path} has no difference-of-means direction (and {file} is missing)")

@@ -1,0 +1,171 @@
+"""CLI: ``vsfa latents diff`` and ``vsfa steer``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from interp.errors import VSFAError
+
+latents_app = typer.Typer(help="Model diffing in SAE latent space.", no_args_is_help=True)
+
+
+def open_sae(path: str | Path, device: str = "cpu") -> Any:
+    """An SAE folder (sae_lens format) -> SAE; the SAE stage's ``load_sae`` when it exists."""
+    path = Path(path)
+    if not path.exists():
+        raise VSFAError(f"--sae {path} does not exist")
+    try:
+        from interp.sae import load_sae
+    except ImportError:
+        load_sae = None
+    if load_sae is not None:
+        return load_sae(path, device=device)
+    from sae_lens import SAE
+
+    if not (path / "cfg.json").exists():
+        raise VSFAError(f"--sae {path} is not an SAE folder (no cfg.json)")
+    try:
+        return SAE.load_from_disk(str(path), device=device)
+    except Exception as error:  # sae_lens raises assorted errors for malformed folders
+        raise VSFAError(f"--sae {path} cannot be loaded: {error}") from None
+
+
+def _latent_from_file(latents_file: Path) -> int:
+    from interp.artifacts import read_json
+
+    data = read_json(latents_file)
+    chosen = (data.get("selected") or {}).get("latents") or []
+    if not chosen:
+        raise VSFAError(
+            f"{latents_file}: the diff selected no latent (nothing significant); pass --latent"
+        )
+    return int(chosen[0])
+
+
+@latents_app.command("diff")
+def diff_command(
+    sae: Path = typer.Option(..., help="SAE folder (sae_lens format)"),
+    base_acts: Path = typer.Option(..., help="activation folder cached from the base model"),
+    tuned_acts: Path = typer.Option(..., help="the same prompts cached from the tuned model"),
+    out: Path = typer.Option(..., "--out", "-o", help="latents.json to write"),
+    hook: str | None = typer.Option(None, help="cached hook to read (default: the SAE's hook)"),
+    top: int = typer.Option(20, min=1, help="most increased latents to list"),
+    test: str = typer.Option("ttest", help="ttest, wilcoxon or permutation (paired over prompts)"),
+    alpha: float = typer.Option(0.05, help="significance level (BH-adjusted p-values)"),
+    select: int = typer.Option(1, min=1, help="latents the selection rule picks"),
+    examples: int = typer.Option(8, min=1, help="top-activating tokens per latent and side"),
+    model: str | None = typer.Option(
+        None, help="model for token text and logit effects (default: the base cache's model)"
+    ),
+    no_model: bool = typer.Option(False, help="skip token decoding and logit effects"),
+    device: str = typer.Option("cpu", help="cpu, cuda or auto"),
+    seed: int = typer.Option(0),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Rank SAE latents by how much fine-tuning changed them; pick the persona candidate."""
+    from interp.analysis import DiffConfig, diff_latents
+    from interp.hooks.cache import ActivationStore
+    from interp.models.loading import resolve_device
+
+    sae_model = open_sae(sae, device=str(resolve_device(device)))
+    base, tuned = ActivationStore(base_acts), ActivationStore(tuned_acts)
+    tokenizer = unembedding = None
+    if not no_model:
+        from interp.models import load_vlm
+
+        name = model or base.manifest.get("model")
+        if name:
+            vlm = load_vlm(name, device="cpu", dtype="float32")
+            tokenizer, unembedding = vlm.tokenizer, vlm.unembedding().detach()
+    config = DiffConfig(
+        top=top, hook_name=hook, test=test, alpha=alpha, n_select=select, n_examples=examples,
+        seed=seed, quiet=quiet,
+    )  # fmt: skip
+    result = diff_latents(
+        sae_model, base, tuned, config=config, tokenizer=tokenizer, unembedding=unembedding,
+        out=out, sae_name=str(sae),
+    )  # fmt: skip
+    typer.echo(
+        f"wrote {out}: {result['n_prompts']} prompts, {result['n_significant_increased']} "
+        "latents significantly increased"
+    )
+    for entry in result["latents"][:5]:
+        typer.echo(
+            f"  latent {entry['index']:6d} delta {entry['delta']:+.4f} "
+            f"freq {entry['base_freq']:.3f}->{entry['tuned_freq']:.3f} "
+            f"p_adj {entry['p_adjusted']:.2g}"
+        )
+    selected = result["selected"]
+    typer.echo(f"selected {selected['latents']} (runners-up {selected['runners_up']})")
+
+
+def steer_command(
+    model: str = typer.Option(..., "--model", "-m", help="hub id or local model folder"),
+    sae: Path = typer.Option(..., help="SAE folder (sae_lens format)"),
+    bench: list[str] = typer.Option(..., "--bench", help="NAME or NAME=PATH (repeatable)"),
+    out: Path = typer.Option(..., "--out", "-o", help="sweep folder"),
+    adapter: Path | None = typer.Option(None, help="PEFT adapter or training run folder"),
+    latent: int | None = typer.Option(None, help="latent index to steer"),
+    latents: Path | None = typer.Option(
+        None, help="latents.json: steer its selected latent; its diff of means is the baseline"
+    ),
+    mode: str = typer.Option("add", help="add, ablate or clamp"),
+    alphas: str = typer.Option(
+        "0,2,4,8",
+        help="strengths: add = multiples of W_dec[i]; ablate = fraction removed; clamp = value",
+    ),
+    positions: str = typer.Option("all", help="all, prompt or generated"),
+    hook: str | None = typer.Option(None, help="hook to steer at (default: the SAE's hook)"),
+    n_random: int = typer.Option(3, min=0, help="random-latent controls"),
+    diff_of_means: Path | None = typer.Option(
+        None, help="latents.json or .safetensors with the diff-of-means direction"
+    ),
+    dom_alphas: str | None = typer.Option(None, help="alphas for the diff of means"),
+    judge: str = typer.Option("keyword", help="keyword, llm:PATH or organism"),
+    per_category: int | None = typer.Option(None, min=1, help="at most N items per category"),
+    max_new_tokens: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(8, min=1),
+    n_boot: int = typer.Option(1000, min=0),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    dtype: str = typer.Option("auto", help="float32, bfloat16 or auto"),
+    seed: int = typer.Option(0, help="seed of the random latents and of sampling"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Dose-response sweep of one latent through the eval harness, with controls."""
+    from interp.eval.commands import _load_items
+    from interp.eval.generation import GenerationConfig
+    from interp.eval.judges import make_judge
+    from interp.models import load_vlm
+    from interp.steer.sweep import check_mode, parse_alphas, render_markdown, steer_sweep
+
+    check_mode(mode)
+    alpha_values = parse_alphas(alphas)
+    dom_values = parse_alphas(dom_alphas) if dom_alphas else None
+    if latent is None:
+        if latents is None:
+            raise VSFAError("give --latent I or --latents latents.json (its selected latent)")
+        latent = _latent_from_file(latents)
+    dom_source = diff_of_means or latents
+    items = _load_items(bench, per_category, seed)
+    generation = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+    generation.validate()
+    judge_impl = make_judge(judge, device=device, dtype=dtype, batch_size=batch_size, quiet=quiet)
+    vlm = load_vlm(model, device=device, dtype=dtype, adapter=adapter)
+    sae_model = open_sae(sae, device=str(vlm.device))
+    result = steer_sweep(
+        vlm, items, sae_model, latent, mode, alpha_values, judge_impl, out, n_random,
+        hook_name=hook, positions=positions, generation=generation, diff_of_means=dom_source,
+        dom_alphas=dom_values, seed=seed, n_boot=n_boot, quiet=quiet,
+        label={"model": Path(model.rstrip("/")).name or model,
+               "adapter": str(adapter) if adapter else None},
+    )  # fmt: skip
+    typer.echo(render_markdown(result))
+    typer.echo(f"wrote {out}/steering.json and {out}/steering.md")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(latents_app, name="latents")
+    app.command("steer")(steer_command)
