@@ -389,6 +389,7 @@ def make_judge(
     device: str = "auto",
     dtype: str = "auto",
     batch_size: int = 8,
+    max_new_tokens: int = 48,
     quiet: bool = True,
 ) -> Judge:
     """A judge from a CLI spec, with LLM-judge options (template file, device) when relevant."""

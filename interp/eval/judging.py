@@ -43,8 +43,7 @@ class Judge(Protocol):
         """Everything that decides the verdicts (for the results' manifest)."""
         ...
 
-    def judge(self, items: Sequence[BenchmarkItem], responses: Sequence[str]) -> list[Verdict]:
-        ...
+    def judge(self, items: Sequence[BenchmarkItem], responses: Sequence[str]) -> list[Verdict]: ...
 
 
 JudgeFactory = Callable[[str | None], Judge]
