@@ -19,8 +19,10 @@ from interp.steer.interventions import (
     project_out,
     sae_hook_name,
 )
+from interp.steer.sweep import MODES, parse_alphas, render_markdown, steer_sweep
 
 __all__ = [
+    "MODES",
     "POSITIONS",
     "Positions",
     "ablate_latent",
@@ -31,6 +33,9 @@ __all__ = [
     "intervene",
     "latent_activation",
     "latent_direction",
+    "parse_alphas",
     "project_out",
+    "render_markdown",
     "sae_hook_name",
+    "steer_sweep",
 ]

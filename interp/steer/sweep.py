@@ -6,8 +6,9 @@ steering hook entered around every batch, judging, metrics with bootstrap CIs). 
 * **random latents** (``n_random``, seeded): the same intervention on other latents; for ``add``
   their decoder rows are rescaled to the chosen latent's norm, so only the direction differs.
 * **difference of means** (tuned minus base residual mean, from ``vsfa latents diff``): ``add``
-  adds ``alpha *`` it, ``ablate`` projects it out (``alpha`` = fraction removed); no baseline
-  for ``clamp``.
+  adds ``alpha *`` it, rescaled to the latent's decoder norm unless ``dom_alphas`` are given
+  (then the raw difference: alpha 1 adds exactly tuned-minus-base); ``ablate`` projects it out
+  (``alpha`` = fraction removed); no baseline for ``clamp``.
 
 What alpha means per mode: ``add``: ``h + alpha * W_dec[i]`` (the latent's activation units);
 ``ablate``: remove ``alpha *`` the latent's own contribution (1 = full ablation, 2 = reversed);
@@ -207,6 +208,7 @@ def steer_sweep(
 
     dom_curve = None
     dom_norm = None
+    dom_scale = None
     if diff_of_means is not None and mode in ("add", "ablate"):
         from interp.analysis.diff import load_diff_of_means
 
@@ -216,6 +218,13 @@ def steer_sweep(
             else load_diff_of_means(diff_of_means)
         ).float()
         dom_norm = float(direction.norm())
+        if mode == "add" and dom_alphas is None and dom_norm > 0:
+            # same alphas as the latent: rescale to the latent's norm, so every curve at one
+            # alpha adds a vector of the same length and only the direction differs
+            direction = direction * (norm / dom_norm)
+            dom_scale = "latent_norm"
+        else:
+            dom_scale = "raw"
         dom_curve = []
         for alpha in parse_alphas(dom_alphas) if dom_alphas is not None else alphas:
             factory = direction_factory(
@@ -242,6 +251,7 @@ def steer_sweep(
         "random_control": controls,
         "diff_of_means": dom_curve,
         "diff_of_means_norm": dom_norm,
+        "diff_of_means_scale": dom_scale,
         "effects": summarize_effects(curve, controls, dom_curve),
     }
     write_json_atomic(out / "steering.json", result)
