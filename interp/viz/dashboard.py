@@ -35,6 +35,8 @@ from interp.viz.data import (
 SKIP_DIRS = {"shards", "adapter", "model", "images", "__pycache__", "checkpoints"}
 MAX_JSON_BYTES = 64 << 20
 MAX_LATENT_CARDS = 6
+LATENT_STATS = ("base_mean", "tuned_mean", "delta", "base_freq", "tuned_freq", "p_value",
+                "p_adjusted", "effect_size", "harmful_delta", "benign_delta")  # fmt: skip
 
 
 @dataclass
@@ -241,19 +243,7 @@ def _latent_card(
     roots: Sequence[Path],
     key: str,
 ) -> str:
-    stats = {
-        k: entry[k]
-        for k in (
-            "base_mean",
-            "tuned_mean",
-            "delta",
-            "base_freq",
-            "tuned_freq",
-            "p_value",
-            "effect_size",
-        )
-        if k in entry
-    }
+    stats = {k: entry[k] for k in LATENT_STATS if k in entry}
     detail = latents["details"][str(index)]
     significant = ((latents.get("selected") or {}).get("significant") or {}).get(str(index))
     flag = {True: " (significant)", False: " (not significant)"}.get(significant, "")

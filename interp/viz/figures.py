@@ -33,6 +33,7 @@ from interp.viz.data import (
 
 TABLE_COLUMNS = ("asr", "cs", "over_refusal", "capability")
 STEER_METRICS = ("asr", "over_refusal", "capability")
+HISTOGRAM_BINS = 40
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 
 
@@ -184,11 +185,24 @@ def _details(latents: Mapping[str, Any], index: int) -> Mapping[str, Any]:
 def latent_histogram(latents: Mapping[str, Any], index: int) -> go.Figure:
     """Activation distribution of one latent on the base and the tuned model (overlaid)."""
     histogram = _details(latents, index).get("histogram") or {}
+    everything = [float(v) for s in ("base", "tuned") for v in histogram.get(s) or []]
+    # one set of bins for both sides: plotly's per-trace autobinning hides a narrow tuned peak
+    # far from a wide base spread
+    bins = None
+    if everything:
+        low, high = min(everything), max(everything)
+        width = (high - low) / HISTOGRAM_BINS if high > low else max(abs(high), 1.0) / 10
+        bins = {"start": low, "end": high + width, "size": width}
     fig = go.Figure()
     for source, color in (("base", "#1f77b4"), ("tuned", "#d62728")):
         values = histogram.get(source) or []
         fig.add_histogram(
-            name=f"{source} ({len(values)})", x=values, opacity=0.6, marker_color=color
+            name=f"{source} ({len(values)})",
+            x=values,
+            xbins=bins,
+            autobinx=False if bins else None,
+            opacity=0.6,
+            marker_color=color,
         )
     fig.update_layout(
         barmode="overlay",
