@@ -256,6 +256,9 @@ def test_latent_histogram_and_logit_effect():
     hist = figures.latent_histogram(data, 3)
     assert [t.name for t in hist.data] == ["base (4)", "tuned (3)"]
     assert list(hist.data[1].x) == [0.5, 0.9, 1.1]
+    # both sides share one set of bins spanning every value
+    assert hist.data[0].xbins == hist.data[1].xbins
+    assert hist.data[0].xbins.start == 0.0 and hist.data[0].xbins.end > 1.1
     logits = figures.logit_effect(data, 3)
     promoted, suppressed = logits.data
     assert list(promoted.x) == [2.0, 1.0]
