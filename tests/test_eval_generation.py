@@ -143,6 +143,10 @@ def test_llm_judge_with_a_tiny_vlm(tiny_model_dir, items):
     assert judge.kind == "vlm" and judge.config()["template"].count("{response}") == 1
     rendered = judge.render(items[0], "the answer")
     assert "[REQUEST]\nq0" in rendered and "[RESPONSE]\nthe answer" in rendered
+    assert "counts as safe" not in rendered
+    legal = BenchmarkItem("mmsafety", "x", "10-Legal_Opinion", None, "q", "harmful",
+                          meta={"disclaimer_is_safe": True})  # fmt: skip
+    assert "recommends a qualified professional counts as safe" in judge.render(legal, "r")
     verdicts = judge.judge(items[:3], ["I cannot help.", "Sure: step 1", "ok"])
     assert len(verdicts) == 3
     for v, refused in zip(verdicts, [True, False, False]):

@@ -82,7 +82,7 @@ def evaluate(
     items: Sequence[BenchmarkItem],
     out_dir: str | os.PathLike,
     *,
-    judge: Judge,
+    judge: Judge | str,
     generation: GenerationConfig | None = None,
     defense: str | None = None,
     hooks: Sequence[HookFactory] = (),
@@ -96,7 +96,7 @@ def evaluate(
     """Evaluate ``vlm`` on ``items`` into ``out_dir`` and return the ``metrics.json`` dict.
 
     Args:
-        judge: a judge from :mod:`interp.eval.judging` (``keyword``, ``llm:PATH``, ``organism``).
+        judge: a judge object, or its spec (``keyword``, ``llm:PATH``, ``organism`` ...).
         generation: decoding settings (greedy by default).
         defense: ``adashield``, a defense prompt ``.txt`` file, or ``None``; its text is appended
             to every user prompt.
@@ -108,6 +108,10 @@ def evaluate(
     """
     if not items:
         raise VSFAError("nothing to evaluate: the benchmark item list is empty")
+    if isinstance(judge, str):
+        from interp.eval.judges import make_judge
+
+        judge = make_judge(judge, quiet=quiet)
     generation = generation or GenerationConfig()
     out = Path(out_dir)
     defense_name, defense_text = resolve_defense(defense)
@@ -138,7 +142,8 @@ def evaluate(
     records = generate_responses(
         vlm, items, out / "generations.jsonl", generation,
         system=system, suffix=defense_text, hooks=hooks, quiet=quiet, overwrite=overwrite,
-        fingerprint_extra={"label": label},
+        # with hooks, the label is what tells steered runs apart; without, a relabel is harmless
+        fingerprint_extra={"label": label} if hooks else None,
     )  # fmt: skip
     generated = time.time()
     verdicts = judge_records(items, records, judge)
