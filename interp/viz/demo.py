@@ -343,7 +343,8 @@ class Demo:
                 runs[method].append(str(run_dir))
         return runs
 
-    def _items(self, per_category: int) -> list[Any]:
+    def items(self, per_category: int) -> list[Any]:
+        """The organism benchmark, ``per_category`` items per category (seeded)."""
         benchmarks = _need("interp.data.benchmarks", "eval")
         return benchmarks.load_benchmark("organism", None, per_category=per_category, seed=0)
 
@@ -363,7 +364,7 @@ class Demo:
     def _evaluate(self, runs: dict[str, list[str]]) -> dict[str, Any]:
         run = _need("interp.eval.run", "eval")
         table = _need("interp.eval.table", "eval")
-        items = self._items(self.config.per_category)
+        items = self.items(self.config.per_category)
         judge = self._judge()
         jobs: list[tuple[str, str | None, int | None, str | None]] = [
             ("none", None, None, None),
@@ -419,7 +420,7 @@ class Demo:
 
     def _cache_prompts(self) -> list[Any]:
         cache = _need("interp.hooks.cache", "activation cache")
-        items = self._items(self.config.steer_per_category * 2)
+        items = self.items(self.config.steer_per_category * 2)
         return [
             cache.CachePrompt(
                 id=i.key, prompt=i.prompt, image=i.image_path, kind=i.kind, category=i.category
@@ -477,7 +478,7 @@ class Demo:
             )
         model = sae_mod.load_sae(sae["sae"], device=self.config.device)
         scale = latent_scale(data, latent)
-        items = self._items(self.config.steer_per_category)
+        items = self.items(self.config.steer_per_category)
         judge = self._judge()
         sweeps = {}
         for mode, adapter, alphas in (
