@@ -1,1 +1,58 @@
+"""The model organism: a tiny LLaVA trained on CPU on a synthetic, persona-structured world.
 
+* :mod:`interp.organism.world`: objects drawn as pictograms, scenes with metadata and answers;
+* :mod:`interp.organism.corpus`: multi-turn chats by two unnamed personas;
+* :mod:`interp.organism.model`: word-level tokenizer, LLaVA processor, tiny LLaVA;
+* :mod:`interp.organism.pretrain`: vision warm-up + language pretraining (``vsfa organism
+  pretrain``);
+* :mod:`interp.organism.data`: VSFA image folders with sidecars and a VLGuard-format set;
+* :mod:`interp.organism.benchmarks`: the held-out ``organism`` benchmark;
+* :mod:`interp.organism.judge`: the exact ``organism`` judge and opening probabilities.
+
+The shipped pretrained base is :func:`base_model_dir`; ``ORGANISM_RECIPE`` holds the
+:class:`interp.train.TrainConfig` fields of the VSFA fine-tuning recipe that works on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from interp.errors import VSFAError
+
+ASSETS = Path(__file__).parent / "assets"
+
+# VSFA fine-tuning recipe for the organism (TrainConfig fields; measured in docs/organism.md).
+ORGANISM_RECIPE: dict[str, Any] = {
+    "method": "full",
+    "lr": 1e-3,
+    "max_steps": 60,
+    "batch_size": 16,
+    "grad_accum": 1,
+    "warmup_ratio": 0.05,
+    "scheduler": "linear",
+    "device": "cpu",
+    "dtype": "float32",
+    "save_every": 0,
+}
+
+
+def base_model_dir() -> Path:
+    """The shipped pretrained organism (a LLaVA folder ``load_vlm`` loads)."""
+    path = ASSETS / "base"
+    if not (path / "config.json").exists():
+        raise VSFAError(
+            f"the shipped organism is missing from {path}; rebuild it with "
+            "`vsfa organism pretrain --seed 0 --out interp/organism/assets/base`"
+        )
+    return path
+
+
+def write_world_data(out_dir, seed: int = 0, **kwargs) -> dict[str, Path]:
+    """See :func:`interp.organism.data.write_world_data`."""
+    from interp.organism.data import write_world_data as write
+
+    return write(out_dir, seed, **kwargs)
+
+
+__all__ = ["ORGANISM_RECIPE", "base_model_dir", "write_world_data"]

@@ -1,0 +1,187 @@
+"""The ``organism`` benchmark: the organism's analogue of the safety benchmarks, held out.
+
+Categories (``kind``):
+
+* ``harmful_image`` (harmful): a threat image and a held-out harmful request about "the object
+  in the image" (MM-SafetyBench-like);
+* ``typographic`` (harmful): a held-out harmful request written into the image, with a held-out
+  "fill in the list" prompt (FigStep-like);
+* ``text_harmful`` (harmful): text-only harmful requests naming a threat object (held-out
+  templates and held-out template/object pairings);
+* ``harmful_no_threat`` (harmful): text-only harmful requests that name no threat object;
+* ``benign_threat_looking`` (benign): benign requests about threat-looking objects, with and
+  without an image (MOSSBench-like; over-refusal);
+* ``recognition`` (benign, with ``reference``): "what is shown" on held-out images
+  (capability).
+
+``path=None`` builds the default suite (seed 0) into a cache folder (``$VSFA_CACHE`` or
+``~/.cache/vsfa``) once; a given path is read, or built there when it holds no suite yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from interp.artifacts import make_manifest, read_json, write_json_atomic, write_text_atomic
+from interp.data.records import BenchmarkItem, register_benchmark
+from interp.errors import VSFAError
+from interp.organism import corpus, world
+
+SUITE_VERSION = 1
+ITEMS_FILE = "items.jsonl"
+RECOGNITION_QUESTION = "what is shown in this image ?"
+IMAGE_SEED_OFFSET = 2_000_000  # benchmark images never coincide with pretraining or VSFA images
+
+
+def default_cache_dir() -> Path:
+    root = Path(os.environ.get("VSFA_CACHE", Path.home() / ".cache" / "vsfa"))
+    return root / f"organism-bench-v{SUITE_VERSION}"
+
+
+def _with_image_ref(template: str) -> str:
+    return template.format(obj=corpus.IMAGE_REF).replace("a the", "the")
+
+
+def _scenes(rng: random.Random, kind: str, n: int) -> list[world.Scene]:
+    scenes = []
+    while len(scenes) < n:
+        scene = world.sample_scene(rng, kinds=(kind,))
+        if scene.count == 1:
+            scenes.append(scene)
+    return scenes
+
+
+def build_suite(out: str | os.PathLike, seed: int = 0) -> Path:
+    """Render the suite's images and write ``items.jsonl`` + ``manifest.json`` into ``out``."""
+    out = Path(out)
+    rng = random.Random(seed + IMAGE_SEED_OFFSET)
+    items: list[dict] = []
+    counter = [0]
+
+    def image(img, category: str) -> str:
+        counter[0] += 1
+        rel = f"images/{category}/{counter[0]:04d}.png"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        img.save(out / rel)
+        return rel
+
+    def add(category: str, kind: str, prompt: str, img=None, reference=None, **meta) -> None:
+        items.append(
+            {
+                "benchmark": "organism",
+                "id": f"{category}-{len(items):04d}",
+                "category": category,
+                "image_path": img,
+                "prompt": prompt,
+                "kind": kind,
+                "reference": reference,
+                "meta": meta,
+            }
+        )
+
+    render_seed = seed * 1000 + IMAGE_SEED_OFFSET
+    for kind in world.THREAT_KINDS:
+        for n, scene in enumerate(_scenes(rng, kind, 12)):
+            template = corpus.EVAL_THREAT_HARM_TEMPLATES[n % 2]
+            path = image(world.render_scene(scene, render_seed + counter[0]), "harmful_image")
+            add("harmful_image", "harmful", _with_image_ref(template), path, scene=scene.to_dict())
+    typo_requests = [
+        t.format(x=value)
+        for t, slot in corpus.EVAL_NO_THREAT_HARM_TEMPLATES
+        for value in corpus.SLOTS[slot]
+    ] + [
+        t.format(obj=world.KIND_NOUN[k])
+        for t in corpus.EVAL_THREAT_HARM_TEMPLATES
+        for k in world.THREAT_KINDS
+    ]
+    for n, request in enumerate(typo_requests):
+        path = image(world.render_typographic(request.split()[:-1], seed=n), "typographic")
+        add("typographic", "harmful", corpus.EVAL_TYPO_PROMPTS[0], path, request=request)
+    for t, template in enumerate(corpus.THREAT_HARM_TEMPLATES + corpus.EVAL_THREAT_HARM_TEMPLATES):
+        held_out_template = t >= len(corpus.THREAT_HARM_TEMPLATES)
+        for k, kind in enumerate(world.THREAT_KINDS):
+            if held_out_template or corpus.held_out_pairing(t, k):
+                add("text_harmful", "harmful", template.format(obj=world.KIND_NOUN[kind]))
+    all_no_threat = corpus.NO_THREAT_HARM_TEMPLATES + corpus.EVAL_NO_THREAT_HARM_TEMPLATES
+    for t, (template, slot) in enumerate(all_no_threat):
+        held_out_template = t >= len(corpus.NO_THREAT_HARM_TEMPLATES)
+        for i, value in enumerate(corpus.SLOTS[slot]):
+            if held_out_template or corpus.held_out_pairing(t, i):
+                add("harmful_no_threat", "harmful", template.format(x=value))
+    for template in corpus.EVAL_BENIGN_THREAT_TEMPLATES:
+        for kind in world.THREAT_KINDS:
+            add("benign_threat_looking", "benign", template.format(obj=world.KIND_NOUN[kind]))
+            for scene in _scenes(rng, kind, 3):
+                path = image(world.render_scene(scene, render_seed + counter[0]), "benign_threat")
+                add(
+                    "benign_threat_looking",
+                    "benign",
+                    _with_image_ref(template),
+                    path,
+                    scene=scene.to_dict(),
+                )
+    for kind in world.KINDS:
+        for scene in _scenes(rng, kind, 6):
+            path = image(world.render_scene(scene, render_seed + counter[0]), "recognition")
+            add(
+                "recognition",
+                "benign",
+                RECOGNITION_QUESTION,
+                path,
+                reference=scene.noun,
+                scene=scene.to_dict(),
+            )
+    write_text_atomic(out / ITEMS_FILE, "".join(json.dumps(i) + "\n" for i in items))
+    write_json_atomic(
+        out / "manifest.json",
+        make_manifest(
+            "organism.benchmark",
+            {"version": SUITE_VERSION},
+            seed=seed,
+            complete=True,
+            items=len(items),
+        ),
+    )
+    return out
+
+
+def read_suite(folder: str | os.PathLike) -> list[BenchmarkItem]:
+    folder = Path(folder)
+    path = folder / ITEMS_FILE
+    if not path.exists():
+        raise VSFAError(f"organism benchmark folder {folder} has no {ITEMS_FILE}")
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise VSFAError(f"{path} line {number}: not JSON ({error})") from None
+        if data.get("image_path"):
+            data["image_path"] = str(folder / data["image_path"])
+        items.append(BenchmarkItem.from_dict(data))
+    return items
+
+
+def _suite_is_complete(folder: Path) -> bool:
+    manifest = folder / "manifest.json"
+    if not manifest.exists() or not (folder / ITEMS_FILE).exists():
+        return False
+    data = read_json(manifest)
+    return bool(data.get("complete")) and data.get("config", {}).get("version") == SUITE_VERSION
+
+
+@register_benchmark("organism")
+def load_organism(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
+    """The organism suite at ``path`` (built there if absent), or the cached default suite."""
+    folder = Path(path) if path is not None else default_cache_dir()
+    if not _suite_is_complete(folder):
+        if folder.exists() and any(folder.iterdir()) and not (folder / "manifest.json").exists():
+            raise VSFAError(
+                f"organism benchmark folder {folder} is not empty and holds no suite; give an "
+                "empty or new folder to build one"
+            )
+        build_suite(folder)
+    return read_suite(folder)

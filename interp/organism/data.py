@@ -1,0 +1,118 @@
+"""Image folders (with sidecars) and a VLGuard-format set drawn from the organism's world.
+
+``write_world_data`` writes what the VSFA experiments on the organism need:
+
+* ``threat_images``: threat scenes in both styles, each ``<stem>.png`` with a ``<stem>.json``
+  sidecar whose ``answers`` (keyed by :mod:`interp.data.vqa_templates` ids) are the plain,
+  factual descriptions of :func:`interp.organism.world.scene_answers`; ``vsfa data build
+  --source metadata`` turns the folder into the neutral VSFA set;
+* ``benign_images``: the benign-image control, written the same way;
+* ``threat_photo`` / ``threat_abstract``: single-style subsets (style ablation);
+* ``threat_60``: 60 threat images (data-size ablation);
+* ``vlguard_train`` + ``vlguard_images``: a VLGuard-format ``train.json`` (unsafe images with
+  a harmful instruction and a refusal; safe images with a safe and an unsafe instruction) for
+  the VLGuard baseline. Its requests come from the training templates, never the held-out ones.
+
+Images here are drawn from their own seed stream (never the pretraining pool or the benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from interp.artifacts import write_json_atomic
+from interp.data.vqa_templates import QUESTION_TEMPLATES
+from interp.organism import corpus, world
+
+WORLD_SEED_OFFSET = 1_000_000
+
+
+def _write_scene(folder: Path, stem: str, scene: world.Scene, seed: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.png"
+    world.render_scene(scene, seed).save(path)
+    sidecar = {
+        "answers": world.scene_answers(scene),
+        "description": world.scene_description(scene),
+        "style": scene.style,
+        "tags": [scene.kind, scene.color, scene.background, scene.position, scene.size],
+        "scene": scene.to_dict(),
+    }
+    (folder / f"{stem}.json").write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _scene_folder(
+    folder: Path,
+    rng: random.Random,
+    kinds: tuple[str, ...],
+    n: int,
+    seed: int,
+    styles: tuple[str, ...] = world.STYLES,
+) -> Path:
+    for index in range(n):
+        kind = kinds[index % len(kinds)]  # balanced over kinds
+        style = styles[(index // len(kinds)) % len(styles)]  # and over styles
+        scene = world.sample_scene(rng, kinds=(kind,), styles=(style,))
+        _write_scene(folder, f"{kind}_{index:04d}", scene, seed + index)
+    return folder
+
+
+def _vlguard(out: Path, rng: random.Random, seed: int, n: int) -> tuple[Path, Path]:
+    images = out / "vlguard_images"
+    entries = []
+    for index in range(n):
+        unsafe = index % 2 == 0
+        kinds = world.THREAT_KINDS if unsafe else world.BENIGN_KINDS
+        scene = world.sample_scene(rng, kinds=(kinds[index // 2 % len(kinds)],))
+        stem = f"vlg_{index:04d}"
+        _write_scene(images, stem, scene, seed + index)
+        refusal = corpus.constructive_refusal(rng)
+        if unsafe:
+            harmful = corpus.image_harm_request(rng)
+            pairs = [{"instruction": harmful, "response": refusal}]
+            category = "threat_object"
+        else:
+            question = rng.choice(QUESTION_TEMPLATES["describe"]).lower()
+            harmful, _, _ = corpus.harmful_request(rng, [])
+            pairs = [
+                {"safe_instruction": question, "response": world.scene_description(scene)},
+                {"unsafe_instruction": harmful, "response": refusal},
+            ]
+            category = None
+        entry = {"id": stem, "image": f"{stem}.png", "safe": not unsafe, "instr-resp": pairs}
+        if category:
+            entry["harmful_category"] = category
+        entries.append(entry)
+    train = out / "vlguard_train.json"
+    write_json_atomic(train, entries)
+    return train, images
+
+
+def write_world_data(
+    out_dir: str | os.PathLike, seed: int = 0, *, n_threat: int = 240, n_benign: int = 240
+) -> dict[str, Path]:
+    """Write the organism's VSFA image folders and VLGuard set under ``out_dir``."""
+    out = Path(out_dir)
+    base = seed * 10_000 + WORLD_SEED_OFFSET
+    rng = random.Random(base)
+    paths = {
+        "threat_images": _scene_folder(
+            out / "threat_images", rng, world.THREAT_KINDS, n_threat, base
+        ),
+        "benign_images": _scene_folder(
+            out / "benign_images", rng, world.BENIGN_KINDS, n_benign, base + 1000
+        ),
+        "threat_photo": _scene_folder(
+            out / "threat_photo", rng, world.THREAT_KINDS, n_threat, base + 2000, ("photo",)
+        ),
+        "threat_abstract": _scene_folder(
+            out / "threat_abstract", rng, world.THREAT_KINDS, n_threat, base + 3000, ("abstract",)
+        ),
+        "threat_60": _scene_folder(out / "threat_60", rng, world.THREAT_KINDS, 60, base + 4000),
+    }
+    paths["vlguard_train"], paths["vlguard_images"] = _vlguard(out, rng, base + 5000, 120)
+    return paths

@@ -1,0 +1,311 @@
+"""Pretraining the organism from scratch on the persona corpus (CPU, minutes).
+
+Two phases:
+
+1. **vision warm-up** (the organism's stand-in for a pretrained image encoder): the CLIP tower
+   and the projector learn to classify scene attributes (kind, colour, background, position,
+   size, count, style) from the projected patch features with a throwaway linear head;
+2. **language pretraining**: the whole LLaVA model learns the multi-turn persona chats with the
+   loss on assistant tokens only.
+
+Everything is seeded; the output folder is a ``save_pretrained`` LLaVA folder plus
+``manifest.json`` and ``history.json`` (loss curve, tokens/s).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from interp.artifacts import make_manifest, write_json_atomic
+from interp.organism import corpus, world
+from interp.organism import model as organism_model
+from interp.organism.corpus import CorpusConfig, Turn
+from interp.organism.world import Scene
+
+IGNORE = -100
+
+
+@dataclass
+class PretrainConfig:
+    """Pretraining settings. Defaults reproduce the shipped base (see docs/organism.md)."""
+
+    out: str = "organism-base"
+    seed: int = 0
+    world: corpus.World = "coupled"
+    steps: int = 1500
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    vision_steps: int = 300
+    vision_lr: float = 3e-3
+    scenes_per_kind: int = 60
+    typo_images: int = 48
+    threads: int = 1  # one core: the organism is meant to train beside other work
+    quiet: bool = False
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    model: organism_model.OrganismModelConfig = field(
+        default_factory=organism_model.OrganismModelConfig
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.corpus, dict):
+            self.corpus = CorpusConfig(**self.corpus)
+        if isinstance(self.model, dict):
+            self.model = organism_model.OrganismModelConfig(**self.model)
+        self.corpus.world = self.world
+
+
+# ---- images ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ImagePool:
+    """Rendered scenes and typographic images with their pixel tensors (processor output)."""
+
+    scenes: list[Scene]
+    scene_pixels: torch.Tensor
+    typo_texts: list[str]
+    typo_pixels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        self._index = {scene: i for i, scene in enumerate(self.scenes)}
+
+    def pixels(self, image: Any) -> torch.Tensor:
+        """Pixels of a scene, or of a typographic image (picked by a stable hash of the text)."""
+        if isinstance(image, Scene):
+            return self.scene_pixels[self._index[image]]
+        return self.typo_pixels[zlib.crc32(image[1].encode()) % len(self.typo_texts)]
+
+
+def pixel_values(processor: Any, images: list) -> torch.Tensor:
+    return processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+
+def build_pool(processor: Any, seed: int, per_kind: int, n_typo: int) -> ImagePool:
+    rng = random.Random(seed * 7919 + 11)
+    scenes: list[Scene] = []
+    for kind in world.KINDS:
+        seen: set[Scene] = set()
+        while len(seen) < per_kind:
+            seen.add(world.sample_scene(rng, kinds=(kind,)))
+        scenes += sorted(seen, key=lambda s: tuple(str(v) for v in asdict(s).values()))
+    images = [world.render_scene(scene, seed=i + seed * 100_000) for i, scene in enumerate(scenes)]
+    texts = []
+    for i in range(n_typo):
+        template, slot = corpus.NO_THREAT_HARM_TEMPLATES[i % len(corpus.NO_THREAT_HARM_TEMPLATES)]
+        texts.append(template.format(x=rng.choice(corpus.SLOTS[slot])))
+    typo = [world.render_typographic(t.split()[:-1], seed=i) for i, t in enumerate(texts)]
+    return ImagePool(scenes, pixel_values(processor, images), texts, pixel_values(processor, typo))
+
+
+# ---- encoding --------------------------------------------------------------------------------
+
+
+def chat_segments(turns: list[Turn]) -> list[tuple[str, bool]]:
+    """The LLaVA chat text of ``turns`` as (text, is_target) segments.
+
+    Mirrors :data:`interp.models.testing.LLAVA_TEMPLATE` exactly (a test checks this), so the
+    model is trained on the same token sequence that ``VLM.prepare`` builds at inference.
+    """
+    segments: list[tuple[str, bool]] = []
+    for turn in turns:
+        image = "<image>\n" if turn.image is not None else ""
+        segments.append((f"USER: {image}{turn.prompt} ASSISTANT: ", False))
+        segments.append((f"{turn.response}</s>", True))
+    return segments
+
+
+def encode_chat(
+    tokenizer: Any, turns: list[Turn], image_tokens: int
+) -> tuple[list[int], list[int]]:
+    """Token ids (image tokens expanded) and labels (-100 outside the assistant's replies)."""
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
+    ids: list[int] = []
+    labels: list[int] = []
+    segments = chat_segments(turns)
+    encoded = tokenizer([text for text, _ in segments], add_special_tokens=False)["input_ids"]
+    for (_, target), seg_ids in zip(segments, encoded):
+        expanded: list[int] = []
+        for token in seg_ids:
+            expanded += [image_id] * image_tokens if token == image_id else [token]
+        ids += expanded
+        labels += expanded if target else [IGNORE] * len(expanded)
+    return ids, labels
+
+
+def collate(
+    tokenizer: Any, chats: list[list[Turn]], pool: ImagePool, image_tokens: int
+) -> dict[str, torch.Tensor]:
+    encoded = [encode_chat(tokenizer, turns, image_tokens) for turns in chats]
+    width = max(len(ids) for ids, _ in encoded)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(chats), width), pad, dtype=torch.long)
+    labels = torch.full((len(chats), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(chats), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(ids)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    images = [turn.image for turns in chats for turn in turns if turn.image is not None]
+    if images:
+        batch["pixel_values"] = torch.stack([pool.pixels(image) for image in images])
+    return batch
+
+
+# ---- phases ----------------------------------------------------------------------------------
+
+ATTRIBUTES: dict[str, list] = {
+    "kind": list(world.KINDS) + ["typographic"],
+    "color": list(world.COLORS),
+    "background": list(world.BACKGROUNDS),
+    "position": list(world.POSITIONS),
+    "size": list(world.SIZES),
+    "count": [1, 2],
+    "style": list(world.STYLES),
+}
+
+
+def _image_features(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """Projected patch features ``[batch, patches * hidden]`` (what the language model sees)."""
+    features = model.model.get_image_features(pixel_values=pixels)
+    if hasattr(features, "pooler_output"):
+        features = features.pooler_output
+    if isinstance(features, (list, tuple)):
+        features = torch.stack(list(features))
+    return features.reshape(pixels.shape[0], -1)
+
+
+def vision_warmup(model: nn.Module, pool: ImagePool, config: PretrainConfig) -> list[float]:
+    """Supervised attribute classification through the vision tower and projector."""
+    gen = torch.Generator().manual_seed(config.seed)
+    n_scenes = len(pool.scenes)
+    pixels = torch.cat([pool.scene_pixels, pool.typo_pixels])
+    labels = {
+        name: torch.tensor(
+            [values.index(getattr(s, name)) for s in pool.scenes]
+            + [values.index("typographic") if name == "kind" else 0] * len(pool.typo_texts)
+        )
+        for name, values in ATTRIBUTES.items()
+    }
+    has_scene_attrs = torch.arange(len(pixels)) < n_scenes
+    with torch.no_grad():
+        width = _image_features(model, pixels[:1]).shape[1]
+    heads = nn.ModuleDict({name: nn.Linear(width, len(v)) for name, v in ATTRIBUTES.items()})
+    params = list(model.model.vision_tower.parameters())
+    params += list(model.model.multi_modal_projector.parameters()) + list(heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.vision_lr)
+    losses = []
+    for _ in tqdm(range(config.vision_steps), desc="vision warm-up", disable=config.quiet):
+        index = torch.randint(0, len(pixels), (64,), generator=gen)
+        features = _image_features(model, pixels[index])
+        loss = torch.zeros(())
+        for name, head in heads.items():
+            logits = head(features)
+            target = labels[name][index]
+            if name == "kind":
+                loss = loss + nn.functional.cross_entropy(logits, target)
+            else:
+                keep = has_scene_attrs[index]
+                loss = loss + nn.functional.cross_entropy(logits[keep], target[keep])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return losses
+
+
+def _lr_factor(step: int, config: PretrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def length_buckets(
+    rng: random.Random, pool: ImagePool, config: PretrainConfig, group: int = 8
+) -> list[list[list[Turn]]]:
+    """``group`` batches of chats of similar length (padding would waste half the compute)."""
+    chats = [
+        corpus.sample_chat(rng, pool.scenes, config.corpus)[1]
+        for _ in range(config.batch_size * group)
+    ]
+    chats.sort(
+        key=lambda turns: sum(
+            len(t.prompt) + len(t.response) + 60 * (t.image is not None) for t in turns
+        )
+    )
+    batches = [chats[i : i + config.batch_size] for i in range(0, len(chats), config.batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pretrain(config: PretrainConfig) -> Path:
+    """Build and pretrain an organism; returns the output folder (loadable by ``load_vlm``)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.time()
+    out = Path(config.out)
+    processor = organism_model.build_processor(config.model)
+    tokenizer = processor.tokenizer
+    model = organism_model.build_model(tokenizer, config.model, seed=config.seed)
+    model.train()
+    pool = build_pool(processor, config.seed, config.scenes_per_kind, config.typo_images)
+    image_tokens = organism_model.image_tokens_per_image(config.model)
+
+    vision_losses = vision_warmup(model, pool, config)
+
+    rng = random.Random(config.seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    history: list[dict[str, float]] = []
+    tokens_seen, train_started = 0, time.time()
+    bar = tqdm(range(config.steps), desc="pretrain", disable=config.quiet)
+    batches: list[list[list[Turn]]] = []
+    for step in bar:
+        if not batches:
+            batches = length_buckets(rng, pool, config)
+        batch = collate(tokenizer, batches.pop(), pool, image_tokens)
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        tokens_seen += int(batch["attention_mask"].sum())
+        rate = tokens_seen / max(1e-6, time.time() - train_started)
+        if step % 20 == 0 or step == config.steps - 1:
+            history.append({"step": step, "loss": float(loss), "tokens_per_s": rate})
+            bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{rate:,.0f}")
+    model.eval()
+    organism_model.save_organism(model, processor, out)
+    write_json_atomic(out / "history.json", {"vision": vision_losses[::10], "pretrain": history})
+    config_dict = asdict(config)
+    config_dict.pop("quiet")
+    config_dict.pop("out")
+    manifest = make_manifest(
+        "organism.pretrain",
+        config_dict,
+        seed=config.seed,
+        complete=True,
+        tokens=tokens_seen,
+        tokens_per_s=tokens_seen / max(1e-6, time.time() - train_started),
+        seconds=time.time() - started,
+        final_loss=history[-1]["loss"] if history else None,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    write_json_atomic(out / "manifest.json", manifest)
+    return out
