@@ -185,3 +185,32 @@ def test_llm_judge_with_a_tiny_text_model(tmp_path, items):
     bad.write_text("{response} {nonsense}")
     with pytest.raises(VSFAError, match=r"uses \{nonsense\}"):
         make_judge(f"llm:{tmp_path / 'judge'}", template=bad, device="cpu").render(items[0], "x")
+
+
+class PickyProcessorVLM:
+    """The real tiny VLM, with a processor that rejects 7-pixel-wide images (as real processors
+    reject some images PIL can open)."""
+
+    def __init__(self, vlm):
+        self._vlm = vlm
+
+    def __getattr__(self, name):
+        return getattr(self._vlm, name)
+
+    def prepare(self, images, prompts, **kwargs):
+        if any(image is not None and image.width == 7 for image in images):
+            raise ValueError("unsupported image size")
+        return self._vlm.prepare(images, prompts, **kwargs)
+
+
+def test_image_rejected_by_the_processor_is_skipped(tiny_vlm, items, tmp_path):
+    odd = tmp_path / "odd.png"
+    Image.new("RGB", (7, 30)).save(odd)
+    run_items = [items[0], BenchmarkItem("toy", "odd", "c0", str(odd), "q", "harmful"), items[2]]
+    records = generate_responses(
+        PickyProcessorVLM(tiny_vlm("llava")), run_items, tmp_path / "g.jsonl",
+        GenerationConfig(max_new_tokens=2, batch_size=3), quiet=True,
+    )  # fmt: skip
+    assert [r["skipped"] for r in records] == [False, True, False]
+    assert "processor rejected" in records[1]["reason"] and records[1]["response"] is None
+    assert all(isinstance(records[i]["response"], str) for i in (0, 2))

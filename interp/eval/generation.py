@@ -131,6 +131,36 @@ def build_prompt(item: BenchmarkItem, suffix: str | None) -> str:
     return item.prompt if not suffix else f"{item.prompt}\n{suffix}"
 
 
+def _prepare(
+    vlm: Any, records: list[dict[str, Any]], runnable: list[tuple[int, Any]], system: str | None
+) -> tuple[dict[str, Any], list[tuple[int, Any]]]:
+    """Model inputs of the batch. When the processor rejects the batch, each item is tried
+    alone, so an image the processor cannot take (though PIL opened it) becomes a skipped
+    record instead of ending the run. A text-only item failing alone means the error is not
+    about an image: it is raised."""
+    errors = (ValueError, RuntimeError, OSError, TypeError, IndexError)
+
+    def prepare(chosen: list[tuple[int, Any]]) -> dict[str, Any]:
+        images = [image for _, image in chosen]
+        return vlm.prepare(images, [records[i]["prompt"] for i, _ in chosen], system=system)
+
+    try:
+        return prepare(runnable), runnable
+    except errors as batch_error:
+        kept = []
+        for index, image in runnable:
+            try:
+                prepare([(index, image)])
+            except errors as error:
+                if image is None:
+                    raise batch_error from error
+                reason = f"the processor rejected {records[index]['image']}: {error}"
+                records[index].update(skipped=True, reason=reason)
+            else:
+                kept.append((index, image))
+        return (prepare(kept) if kept else {}), kept
+
+
 def generate_responses(
     vlm: Any,
     items: Sequence[BenchmarkItem],
@@ -214,11 +244,8 @@ def generate_responses(
             if config.do_sample:
                 first = batch[0]
                 seed = zlib.crc32(f"{config.seed}:{first[0].key}:{first[1]}".encode())
-            inputs = vlm.prepare(
-                [image for _, image in runnable],
-                [records[i]["prompt"] for i, _ in runnable],
-                system=system,
-            )
+            inputs, runnable = _prepare(vlm, records, runnable, system)
+        if runnable:
             with ExitStack() as stack:
                 for factory in hooks:
                     stack.enter_context(factory())
