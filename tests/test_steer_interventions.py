@@ -87,8 +87,10 @@ def test_add_alpha_zero_leaves_generations_identical(tiny_vlm, family):
     assert not torch.equal(plain, pushed)  # a big push does change something
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
+@pytest.mark.parametrize(
+    ("family", "positions"),
+    [("llava", "all"), ("llava", "prompt"), ("llava", "generated"), ("qwen2_5_vl", "generated")],
+)
 def test_add_changes_residual_by_alpha_direction_at_chosen_positions(tiny_vlm, family, positions):
     vlm = tiny_vlm(family)
     direction, alpha = _unit(vlm, 1) * 3.0, 2.5

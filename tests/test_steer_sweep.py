@@ -64,14 +64,14 @@ def test_sweep_curve_controls_and_resume(tiny_vlm, tmp_path):
     dom = torch.randn(vlm.d_model, generator=torch.Generator().manual_seed(1))
     out = tmp_path / "sweep"
     kwargs = dict(generation=generation, diff_of_means=dom, n_boot=50, quiet=True, seed=3)
-    result = steer_sweep(vlm, items, sae, 2, "add", [0, 6], judge, out, 2, **kwargs)
+    result = steer_sweep(vlm, items, sae, 2, "add", [0, 6], judge, out, 1, **kwargs)
 
     assert [p["alpha"] for p in result["curve"]] == [0, 6]
     for point in result["curve"]:
         assert set(point["asr"]) == {"value", "ci_low", "ci_high", "n"}
         assert point["asr"]["n"] == 2 and point["capability"]["n"] == 2
-    assert len(result["random_latents"]) == 2 and 2 not in result["random_latents"]
-    assert len(result["random_control"]) == 4
+    assert len(result["random_latents"]) == 1 and 2 not in result["random_latents"]
+    assert len(result["random_control"]) == 2
     assert [p["alpha"] for p in result["diff_of_means"]] == [0, 6]
     # alpha 0 is evaluated once and shared; alpha 6 really steered the generations
     plain = _generations(out / "unsteered")
@@ -86,7 +86,7 @@ def test_sweep_curve_controls_and_resume(tiny_vlm, tmp_path):
 
     # a second call reads the finished points back instead of regenerating
     stamp = (out / "latent_2" / "alpha_6" / "generations.jsonl").stat().st_mtime_ns
-    again = steer_sweep(vlm, items, sae, 2, "add", [0, 6], judge, out, 2, **kwargs)
+    again = steer_sweep(vlm, items, sae, 2, "add", [0, 6], judge, out, 1, **kwargs)
     assert again["curve"] == result["curve"]
     assert (out / "latent_2" / "alpha_6" / "generations.jsonl").stat().st_mtime_ns == stamp
 
