@@ -74,6 +74,16 @@ def test_spavl_parquet_with_embedded_images(benches):
     assert [i.image_path for i in again] == [i.image_path for i in items]
 
 
+def test_spavl_hub_converted_layout(copy_of):
+    root = copy_of("spavl")
+    for split in ("harm", "help"):
+        (root / "test" / split).mkdir()
+        (root / "test" / f"{split}-00000-of-00001.parquet").rename(
+            root / "test" / split / "0000.parquet"
+        )
+    assert Counter(i.kind for i in load_benchmark("spavl", root)) == {"harmful": 4, "benign": 4}
+
+
 def test_vlguard_three_subsets(benches):
     items = load_benchmark("vlguard", benches["vlguard"])
     subsets = Counter((i.category, i.kind) for i in items)

@@ -5,6 +5,9 @@ Layout (the Hugging Face dataset folder)::
     PATH/test/harm*.parquet     columns image (bytes or {bytes, path} or a path), question,
     PATH/test/help*.parquet     class1, class2, class3
 
+The Hub's converted layouts are read too: ``test/harm/0000.parquet``, ``test/help/...``
+and ``evalharm/``, ``evalhelp/`` folders.
+
 Images stored as bytes inside the parquet files are written once to the cache folder
 (``$VSFA_CACHE/spavl/``), named by the hash of their bytes, so items carry an image path like
 every other benchmark.
@@ -84,6 +87,20 @@ def _materialise(value: Any, base: Path, where: str) -> str:
     raise VSFAError(f"{NAME}: {where}: empty image field")
 
 
+def _split_files(root: Path, test_dir: Path, split: str) -> list[Path]:
+    """The parquet files of ``split`` in the first layout that has any."""
+    candidates = (
+        lambda: test_dir.glob(f"{split}*.parquet"),
+        lambda: (test_dir / split).glob("*.parquet"),
+        lambda: (root / f"eval{split}").rglob("*.parquet"),
+    )
+    for candidate in candidates:
+        files = sorted(candidate())
+        if files:
+            return files
+    return []
+
+
 @register_benchmark(NAME)
 def spavl(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """SPA-VL test: ``harm`` (harmful) and ``help`` (benign) image + question pairs."""
@@ -92,7 +109,7 @@ def spavl(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     items: list[BenchmarkItem] = []
     found_any = False
     for split, kind in SPLITS.items():
-        files = sorted(test_dir.glob(f"{split}*.parquet"))
+        files = _split_files(root, test_dir, split)
         found_any = found_any or bool(files)
         index = 0
         for file in files:
@@ -103,7 +120,7 @@ def spavl(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
                         benchmark=NAME,
                         id=f"{split}/{index}",
                         category=f"{split}/{row.get('class1') or 'unknown'}",
-                        image_path=_materialise(row["image"], test_dir, where),
+                        image_path=_materialise(row["image"], file.parent, where),
                         prompt=str(row["question"]),
                         kind=kind,  # type: ignore[arg-type]
                         meta={
