@@ -6,7 +6,8 @@ Layout (the benchmark's repository with its image download unzipped beside it)::
                                                              "Rephrased Question(SD)", ...}}
     PATH/MM-SafetyBench(imgs)/<scenario>/{SD,SD_TYPO,TYPO}/<id>.jpg
 
-The image folder may also be called ``imgs`` or sit under ``data/``.
+The image folder may also be called ``imgs`` or sit under ``data/`` (``data/QueryRelated`` as
+in the AdaShield repository's copy).
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ ALL_VARIANTS = (*IMAGE_TYPES, TEXT_ONLY)
 def _images_root(root: Path) -> Path:
     return find_first(
         root,
-        ["MM-SafetyBench(imgs)", "imgs", "data/MM-SafetyBench(imgs)", "data/imgs"],
+        [
+            "MM-SafetyBench(imgs)",
+            "imgs",
+            "data/MM-SafetyBench(imgs)",
+            "data/imgs",
+            "data/QueryRelated",  # the copy shipped in the AdaShield repository
+        ],
         NAME,
         "the image folder MM-SafetyBench(imgs)/",
     )
