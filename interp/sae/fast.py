@@ -1,0 +1,200 @@
+"""A fast training step for sae_lens's TopK and BatchTopK SAEs.
+
+sae_lens's ``TopKTrainingSAE.training_forward_pass`` builds the dense ``[batch, d_sae]`` latent
+tensor, decodes it with a dense matmul and backpropagates through both dense products, so one step
+costs about three dense ``batch x d_in x d_sae`` matmuls plus several dense elementwise passes.
+Only ``k`` latents per row carry a gradient, so this step:
+
+1. computes the dense pre-activations once, without autograd (the one unavoidable dense matmul);
+2. takes the top-k (per row, or over the whole batch for BatchTopK);
+3. decodes sparsely with ``embedding_bag`` (``k`` decoder rows per token);
+4. backpropagates by hand through the selected latents only (``index_add`` into the encoder
+   and decoder gradients).
+
+The parameters are the sae_lens SAE's own (``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec``,
+``b_dec``), the loss is the same (summed-squared-error MSE plus the TopK auxiliary loss on dead
+latents), and so are the gradients up to float rounding, so ``sae.save_inference_model`` and
+``SAE.load_from_disk`` work unchanged. ``tests/test_sae.py`` checks loss and gradients against
+``training_forward_pass`` on the same batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
+from sae_lens.saes.topk_sae import TopKTrainingSAE
+
+
+class _SparseDecode(torch.autograd.Function):
+    """``out[r] = sum_{i in row r} act_i * W_dec[col_i]`` with ``act = f(pre_i)``.
+
+    ``pre_i = sae_in[row_i] . W_enc[:, col_i] + b_enc[col_i]`` (with ``sae_in = x - b_dec`` when
+    ``b_dec_in`` is given) was computed densely without a graph by the caller; the backward pass
+    differentiates it with respect to ``W_enc``, ``b_enc``, ``W_dec`` and ``b_dec`` touching only
+    the selected (row, col) pairs, as sparse-times-dense products (MKL/cuSPARSE CSR kernels). ``f``
+    is ReLU for the main reconstruction and the identity for the auxiliary (dead-latent) one, as in
+    sae_lens. Entries are sorted by row, and by column within a row; ``crow`` are the CSR row
+    pointers. The input activations get no gradient (they are data).
+    """
+
+    @staticmethod
+    def forward(ctx, sae_in, W_enc, b_enc, W_dec, b_dec_in, pre, crow, cols, relu: bool):
+        acts = pre.relu() if relu else pre
+        out = F.embedding_bag(cols, W_dec, crow[:-1], mode="sum", per_sample_weights=acts)
+        ctx.save_for_backward(sae_in, W_enc, W_dec, acts, crow, cols)
+        ctx.relu = relu
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        sae_in, W_enc, W_dec, acts, crow, cols = ctx.saved_tensors
+        n_rows, d_sae = sae_in.shape[0], W_dec.shape[0]
+        grad_out = grad_out.contiguous()
+        # d loss / d act_i = grad_out[row_i] . W_dec[col_i]: a sampled dense-dense product (SDDMM)
+        pattern = torch.sparse_csr_tensor(
+            crow, cols, torch.zeros_like(acts), (n_rows, d_sae), check_invariants=False
+        )
+        grad_acts = torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t()).values()
+        grad_pre = grad_acts * (acts > 0) if ctx.relu else grad_acts
+        # the transposed pattern [d_sae, n_rows] (sorted by latent) serves both weight gradients
+        rows = torch.repeat_interleave(
+            torch.arange(n_rows, device=cols.device), crow.diff(), output_size=cols.numel()
+        )
+        order = torch.argsort(cols * n_rows + rows)
+        crow_t = torch.zeros(d_sae + 1, dtype=crow.dtype, device=crow.device)
+        crow_t[1:] = torch.cumsum(torch.bincount(cols, minlength=d_sae), 0)
+        rows_t = rows[order]
+
+        def transposed(values: torch.Tensor) -> torch.Tensor:
+            return torch.sparse_csr_tensor(
+                crow_t, rows_t, values[order], (d_sae, n_rows), check_invariants=False
+            )
+
+        grad_W_dec = transposed(acts) @ grad_out  # W_dec[col_i] += act_i * grad_out[row_i]
+        grad_W_enc = (transposed(grad_pre) @ sae_in).t()  # W_enc[:, col_i] += g_i * sae_in[row_i]
+        grad_b_enc = torch.zeros(d_sae, dtype=acts.dtype, device=acts.device)
+        grad_b_enc.index_add_(0, cols, grad_pre)
+        # sae_in = x - b_dec: summed over rows, d loss / d b_dec = -W_enc @ grad_b_enc
+        grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[4] else None
+        return (None, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec) + (None,) * 4
+
+
+@dataclass
+class FastStepOutput:
+    """What one fast step computed (the loss has a graph to call ``backward`` on)."""
+
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    sae_out: torch.Tensor
+    rows: torch.Tensor  # selected (row, latent) pairs, sorted by row
+    cols: torch.Tensor
+    acts: torch.Tensor  # the SAE's feature activations at those pairs (after ReLU)
+
+
+def supports_fast_step(sae: object) -> bool:
+    """The fast step covers sae_lens's TopK and BatchTopK training SAEs without normalisation
+    that changes the output (``layer_norm`` / ``constant_norm_rescale``)."""
+    return isinstance(sae, TopKTrainingSAE) and sae.cfg.normalize_activations in (
+        "none",
+        "expected_average_only_in",
+    )
+
+
+def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    return crow
+
+
+def _select_per_row(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of each row's top ``k``, sorted by row then column."""
+    cols = score.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values.flatten()
+    rows = torch.arange(score.shape[0], device=score.device).repeat_interleave(k)
+    return rows, cols
+
+
+def fast_training_step(
+    sae: TopKTrainingSAE, x: torch.Tensor, dead_neuron_mask: torch.Tensor | None = None
+) -> FastStepOutput:
+    """Loss of ``sae.training_forward_pass`` on ``x`` with a sparse forward and backward.
+
+    ``loss.backward()`` fills the same gradients as sae_lens's step (``x`` itself gets none).
+    """
+    cfg = sae.cfg
+    batch, d_sae = x.shape[0], cfg.d_sae
+    b_dec_in = sae.b_dec if cfg.apply_b_dec_to_input else None
+    with torch.no_grad():
+        sae_in = x - sae.b_dec if b_dec_in is not None else x
+        if cfg.rescale_acts_by_decoder_norm:
+            # score = pre * ||W_dec||: fold the norm into the (small) weights, not the big output
+            norm = sae.W_dec.norm(dim=-1)
+            score = torch.addmm(sae.b_enc * norm, sae_in, sae.W_enc * norm)
+        else:
+            norm = None
+            score = torch.addmm(sae.b_enc, sae_in, sae.W_enc)  # the one dense matmul
+        if isinstance(sae, BatchTopKTrainingSAE):
+            flat = score.relu_().flatten().topk(int(cfg.k * batch), sorted=False).indices
+            flat = flat.sort().values  # row-major: sorted by row, then column
+            rows, cols = flat // d_sae, flat % d_sae
+        else:
+            rows, cols = _select_per_row(score, cfg.k)
+        selected = score[rows, cols]
+        # with decoder-norm rescaling relu(pre * n) / n == relu(pre): decode with the raw pre
+        pre_selected = selected / norm[cols] if norm is not None else selected
+    recon = _SparseDecode.apply(
+        sae_in,
+        sae.W_enc,
+        sae.b_enc,
+        sae.W_dec,
+        b_dec_in,
+        pre_selected,
+        _crow(rows, batch),
+        cols,
+        True,
+    )
+    sae_out = recon + sae.b_dec
+    mse_loss = (sae_out - x).pow(2).sum(-1).mean()
+    losses = {"mse_loss": mse_loss}
+    loss = mse_loss
+    if dead_neuron_mask is not None and (num_dead := int(dead_neuron_mask.sum())) > 0:
+        # sae_lens's TopK auxiliary loss: the top k_aux dead latents reconstruct the residual.
+        # (For BatchTopK the ReLU above only zeroed scores of live latents' competitors; dead
+        # latents' negative scores matter here, so BatchTopK recomputes them.)
+        k_aux = min(x.shape[-1] // 2, num_dead)
+        scale = min(num_dead / (x.shape[-1] // 2), 1.0)
+        with torch.no_grad():
+            dead = dead_neuron_mask.nonzero().flatten()
+            w_dead, b_dead = sae.W_enc[:, dead], sae.b_enc[dead]
+            if norm is not None:
+                w_dead, b_dead = w_dead * norm[dead], b_dead * norm[dead]
+            dead_score = torch.addmm(b_dead, sae_in, w_dead)
+            aux_rows, aux_local = _select_per_row(dead_score, k_aux)
+            aux_cols = dead[aux_local]
+            aux_pre = dead_score[aux_rows, aux_local]
+            if norm is not None:
+                aux_pre = aux_pre / norm[aux_cols]
+            aux_cols, resort = aux_cols.view(batch, k_aux).sort(dim=-1)
+            aux_pre = aux_pre.view(batch, k_aux).gather(1, resort).flatten()
+            aux_cols = aux_cols.flatten()
+        aux_recon = _SparseDecode.apply(
+            sae_in,
+            sae.W_enc,
+            sae.b_enc,
+            sae.W_dec,
+            b_dec_in,
+            aux_pre,
+            _crow(aux_rows, batch),
+            aux_cols,
+            False,
+        )
+        residual = (x - sae_out).detach()
+        aux_loss = cfg.aux_loss_coefficient * scale * (aux_recon - residual).pow(2).sum(-1).mean()
+        losses["auxiliary_reconstruction_loss"] = aux_loss
+        loss = loss + aux_loss
+    acts = selected.relu()  # the SAE's feature activations (with the decoder norm, as sae_lens)
+    return FastStepOutput(
+        loss=loss, losses=losses, sae_out=sae_out, rows=rows, cols=cols, acts=acts
+    )
