@@ -236,3 +236,29 @@ def test_bad_input_errors(tiny_vlm):
     wide.cfg.d_in = vlm.d_model * 2
     with pytest.raises(VSFAError, match="d_model"):
         ablate_latent(vlm, wide, 0)
+
+
+def test_steering_composes_with_a_lora_adapter(tiny_model_dir, tmp_path):
+    """Through a PeftModel (its generate calls the wrapped model), positions still split right
+    and the adapter stays active under the hook."""
+    from peft import LoraConfig, get_peft_model
+
+    from interp.models import load_vlm
+
+    base_dir = tiny_model_dir("llava")
+    donor = load_vlm(base_dir, device="cpu", dtype="float32")
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    get_peft_model(donor.model, lora).save_pretrained(tmp_path / "adapter")
+    vlm = load_vlm(base_dir, device="cpu", dtype="float32", adapter=tmp_path / "adapter")
+    plain = load_vlm(base_dir, device="cpu", dtype="float32")
+    inputs = _inputs(vlm)
+    assert not torch.equal(_generate(vlm, inputs), _generate(plain, inputs))  # adapter is on
+    direction = _unit(vlm, 5) * 2.0
+    new, diff, prompt_len = _positions_diff(
+        vlm, lambda: add_direction(vlm, HOOK, direction, 1.5, positions="generated"), use_cache=True
+    )
+    expected = torch.zeros_like(diff)
+    expected[:, prompt_len:] = 1.5 * direction
+    torch.testing.assert_close(diff, expected, atol=1e-5, rtol=0)
