@@ -77,7 +77,7 @@ def test_resume_refuses_a_different_setup(tiny_vlm, items, tmp_path):
     out = tmp_path / "generations.jsonl"
     generate_responses(vlm, items[:2], out, CONFIG, quiet=True)
     other = GenerationConfig(max_new_tokens=5, batch_size=2)
-    with pytest.raises(VSFAError, match="different setup"):
+    with pytest.raises(VSFAError, match=r"different setup \(changed: generation\)"):
         generate_responses(vlm, items[:2], out, other, quiet=True)
     with pytest.raises(VSFAError, match="different setup"):
         generate_responses(vlm, items[:2], out, CONFIG, suffix="be safe", quiet=True)

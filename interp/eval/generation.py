@@ -114,9 +114,13 @@ def _check_setup(out_path: Path, fingerprint: dict[str, Any], overwrite: bool) -
     if out_path.exists() and meta.exists():
         existing = read_json(meta)
         if existing.get("key") != key:
+            before = existing.get("setup") or {}
+            changed = sorted(
+                k for k in {*before, *fingerprint} if before.get(k) != fingerprint.get(k)
+            )
             raise VSFAError(
-                f"{out_path} holds generations from a different setup "
-                f"({existing.get('setup')}); use another --out folder or --overwrite"
+                f"{out_path} holds generations from a different setup (changed: "
+                f"{', '.join(changed) or 'unknown'}); use another --out folder or --overwrite"
             )
     elif out_path.exists() and out_path.stat().st_size > 0:
         raise VSFAError(
