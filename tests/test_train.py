@@ -16,6 +16,16 @@ from interp.train import TrainConfig, train
 from interp.train.data import IGNORE_INDEX, collate, encode_example, read_vlguard_examples
 from interp.train.trainer import answer_loss_sum, prepare_model, save_result
 
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread():
+    """Tiny models on a shared CPU: one thread avoids oversubscription (10-50x faster here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 ANSWERS = ["A red cube on grass.", "Two blue balls.", "A green tree.", "A yellow sun."]
 
 

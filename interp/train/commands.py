@@ -104,6 +104,7 @@ def train_command(
     dtype: str = typer.Option("auto", help="float32, bfloat16 or auto (bf16 on GPU)"),
     save_every: int = typer.Option(50, min=0, help="checkpoint every N steps (0: never)"),
     overwrite: bool = typer.Option(False, help="replace a run folder made with other arguments"),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads (1 is best on busy CPUs)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Fine-tune (VSFA with LoRA or full weights, or the VLGuard baseline); resumable."""
@@ -118,7 +119,7 @@ def train_command(
         warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed, limit=limit,
         image_root=None if image_root is None else str(image_root), system=system,
         max_length=max_length, gradient_checkpointing=gradient_checkpointing, device=device,
-        dtype=dtype, save_every=save_every, overwrite=overwrite, quiet=quiet,
+        dtype=dtype, save_every=save_every, overwrite=overwrite, threads=threads, quiet=quiet,
     )  # fmt: skip
     run = train(config)
     from interp.artifacts import read_json

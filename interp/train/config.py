@@ -14,7 +14,7 @@ METHODS: tuple[str, ...] = ("lora", "full", "vlguard", "none")
 DEFAULT_LR = {"lora": 2e-4, "vlguard": 2e-4, "full": 2e-5, "none": 0.0}
 
 # Fields that do not change the trained weights (left out of the resume / skip key).
-NON_RESULT_FIELDS = ("out", "quiet", "save_every", "log_every", "overwrite")
+NON_RESULT_FIELDS = ("out", "quiet", "save_every", "log_every", "overwrite", "threads")
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrainConfig:
         device, dtype: ``auto`` picks CUDA + bfloat16 when there is a GPU.
         save_every: checkpoint every N optimizer steps (0: only at the end).
         overwrite: discard an existing run folder made with other arguments.
+        threads: CPU threads for this run (restored afterwards); on a shared or busy machine
+            1 is often much faster than the default, which oversubscribes the cores.
     """
 
     model: str
@@ -75,6 +77,7 @@ class TrainConfig:
     log_every: int = 1
     quiet: bool = False
     overwrite: bool = False
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -84,7 +87,7 @@ class TrainConfig:
         for name in ("lora_r", "lora_alpha", "epochs", "batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
                 raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("max_steps", "limit", "max_length"):
+        for name in ("max_steps", "limit", "max_length", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")

@@ -13,6 +13,8 @@ import math
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -241,9 +243,24 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> Path:
         write_json_atomic(out / MANIFEST, manifest)
         return out
     try:
-        return _train(config, out, manifest, key, stop_after)
+        with cpu_threads(config.threads):
+            return _train(config, out, manifest, key, stop_after)
     except torch.OutOfMemoryError:
         raise _oom_error(config) from None
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` intra-op CPU threads, restoring the previous setting after."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _train(
