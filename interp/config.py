@@ -10,6 +10,7 @@ Example (paths are relative to the YAML file's folder)::
       threat: {images: data/threat_images, source: metadata}
       benign: {images: data/benign_images}
     train: {lora_r: 16, epochs: 1, batch_size: 4}   # defaults of every trained method
+                                                    # (`train: organism`: the organism's recipe)
     vlguard: {data: VLGuard/train.json, image_root: VLGuard/train}
     methods:
       - none
@@ -188,6 +189,15 @@ def _method(entry: Any, index: int, raw: dict[str, Any], datasets: list[str], so
     return spec
 
 
+def organism_recipe() -> dict[str, Any]:
+    """The organism's recommended VSFA fine-tuning options (``train: organism``)."""
+    try:
+        from interp.organism import ORGANISM_RECIPE
+    except ImportError:
+        raise VSFAError("train: organism needs interp.organism.ORGANISM_RECIPE") from None
+    return dict(ORGANISM_RECIPE)
+
+
 def load_experiment(path: str | os.PathLike) -> ExperimentConfig:
     """Read and validate an experiment YAML; errors name the file and the field."""
     path = Path(path)
@@ -243,6 +253,8 @@ def experiment_from_dict(
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise VSFAError(f"{_where(source, 'seeds')}: expected a non-empty list of integers")
     train = raw.get("train") or {}
+    if train == ORGANISM:
+        train = organism_recipe()
     if not isinstance(train, dict):
         raise VSFAError(f"{_where(source, 'train')}: expected a mapping of training options")
     return ExperimentConfig(
