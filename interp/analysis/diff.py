@@ -111,13 +111,16 @@ def _encode_stats(
     fired = torch.zeros(d_sae, dtype=torch.float64)
     per_prompt = torch.zeros(n_prompts, d_sae, dtype=torch.float64)
     start = 0
-    for chunk in tqdm(list(_chunks(store, hook, cfg.batch_rows)), disable=cfg.quiet, desc="encode"):
+    bar = tqdm(total=len(prompt_rows), disable=cfg.quiet, desc="encode", unit="tok")
+    for chunk in _chunks(store, hook, cfg.batch_rows):
         acts = sae.encode(chunk.to(device=device, dtype=sae.W_dec.dtype)).double().cpu()
         index = prompt_rows[start : start + len(acts)]
         start += len(acts)
+        bar.update(len(acts))
         total += acts.sum(0)
         fired += (acts > 0).sum(0)
         per_prompt.index_add_(0, index, acts)
+    bar.close()
     rows = start
     counts = torch.bincount(prompt_rows, minlength=n_prompts).clamp(min=1).double()
     return {
@@ -357,7 +360,7 @@ class _Contexts:
         previous = None
         for token_id in ids:
             token_id = int(token_id)
-            if token_id == previous and token_id >= 256 and self._is_special(token_id):
+            if token_id == previous and self._is_special(token_id):
                 continue
             pieces.append(self.piece(token_id))
             previous = token_id
