@@ -15,7 +15,8 @@ benchmarks_app = typer.Typer(
 )
 
 
-def _load_items(benches: list[str], per_category: int | None, seed: int) -> list:
+def load_items(benches: list[str], per_category: int | None, seed: int) -> list:
+    """Items of several ``--bench NAME[=PATH]`` specs, refusing overlapping benchmarks."""
     from interp.data.benchmarks import load_benchmark, parse_bench_spec
 
     items = []
@@ -31,6 +32,9 @@ def _load_items(benches: list[str], per_category: int | None, seed: int) -> list
         seen.update(item.key for item in loaded)
         items.extend(loaded)
     return items
+
+
+_load_items = load_items  # the name other stages' commands imported first
 
 
 def eval_command(
@@ -73,7 +77,7 @@ def eval_command(
     from interp.eval.run import evaluate, resolve_defense
     from interp.models import load_vlm
 
-    items = _load_items(bench, per_category, subsample_seed)
+    items = load_items(bench, per_category, subsample_seed)
     defense_name, _ = resolve_defense(defense)
     generation = GenerationConfig(
         max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=sample,
