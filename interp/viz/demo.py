@@ -67,7 +67,8 @@ class DemoConfig:
             the tuned model (:func:`latent_scale`); ablation uses ``ablate_scales``.
         ablate_scales: fractions of the latent removed from the tuned model.
         n_random: random latents in the control.
-        sae_steps: SAE training steps when one is trained.
+        sae_steps, sae_width, sae_k, sae_batch_size: the TopK SAE trained by the full demo
+            (width default: 8 x d_model).
         sae: an SAE folder to use instead of training or the shipped one.
         device: ``cpu``, ``cuda`` or ``auto``.
         force: rerun every step even when its output is current.
@@ -84,6 +85,9 @@ class DemoConfig:
     ablate_scales: list[float] | None = None
     n_random: int | None = None
     sae_steps: int | None = None
+    sae_width: int | None = None
+    sae_k: int = 16
+    sae_batch_size: int = 256
     sae: str | None = None
     device: str = "cpu"
     force: bool = False
@@ -267,7 +271,7 @@ class Demo:
     def cache(self) -> dict[str, Any]:
         """Activation folders ``{"base": ..., "tuned": ...}`` at the SAE's hook."""
         tuned, hook = self.tuned_run(), self.hook()
-        config = {"hook": hook, "tuned": tuned, "per_category": self.config.steer_per_category}
+        config = {"hook": hook, "tuned": tuned, "per_category": self.config.per_category}
         return self._once(
             "cache",
             lambda: self.step("cache", config, ["train"], lambda: self._cache(hook, tuned)),
@@ -276,7 +280,9 @@ class Demo:
     def sae(self) -> dict[str, Any]:
         """``{"sae": folder}``: trained on the caches, or the given / shipped one."""
         caches, source, hook = self.cache(), self._sae_source(), self.hook()
-        config = {"source": source, "steps": self.config.sae_steps, "hook": hook}
+        config = {"source": source, "hook": hook, "steps": self.config.sae_steps,
+                  "width": self.config.sae_width, "k": self.config.sae_k,
+                  "batch_size": self.config.sae_batch_size}  # fmt: skip
         return self._once(
             "sae",
             lambda: self.step("sae", config, ["cache"], lambda: self._sae(source, hook, caches)),
@@ -420,7 +426,7 @@ class Demo:
 
     def _cache_prompts(self) -> list[Any]:
         cache = _need("interp.hooks.cache", "activation cache")
-        items = self.items(self.config.steer_per_category * 2)
+        items = self.items(self.config.per_category)
         return [
             cache.CachePrompt(
                 id=i.key, prompt=i.prompt, image=i.image_path, kind=i.kind, category=i.category
@@ -445,11 +451,15 @@ class Demo:
         if source != "trained":
             return {"sae": source}
         sae = _need("interp.sae", "SAE", "SAETrainConfig", "train_sae")
+        cfg = self.config
+        vlm = self.vlm()
         config = sae.SAETrainConfig(
-            acts=[caches["base"], caches["tuned"]], hook_name=hook, steps=self.config.sae_steps,
-            device=self.config.device, out=str(self.out / "sae"), seed=0,
+            acts=[caches["base"], caches["tuned"]], out=str(self.out / "sae"), hook_name=hook,
+            arch="topk", width=cfg.sae_width or 8 * vlm.d_model, k=cfg.sae_k,
+            batch_size=cfg.sae_batch_size, steps=cfg.sae_steps, device=cfg.device, seed=0,
+            quiet=cfg.quiet,
         )  # fmt: skip
-        return {"sae": str(sae.train_sae(config))}
+        return {"sae": str(sae.train_sae(config, vlm=vlm))}
 
     def _diff(self, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
         analysis = _need("interp.analysis", "latent diff", "diff_latents")
