@@ -211,3 +211,46 @@ def test_vlguard_format(tmp_path):
     path.write_text(json.dumps(entries))
     with pytest.raises(VSFAError, match=r"entry 1 instr-resp\[1\]: field 'response'"):
         read_vlguard_examples(path)
+
+
+DDP_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from interp.train import TrainConfig, train
+model, data, out, grad_accum = sys.argv[1:5]
+train(TrainConfig(model=model, data=data, out=out, method="lora", max_steps=3, batch_size=2,
+                  grad_accum=int(grad_accum), lr=1e-2, lora_dropout=0.0, quiet=True,
+                  save_every=0, device="cpu"))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_equal_gradient_accumulation(tiny_model_dir, vqa_file, tmp_path):
+    """`torchrun --nproc_per_node 2` (accelerate, gloo) = one process with --grad-accum 2."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    model = str(tiny_model_dir("llava"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, str(script), model, str(vqa_file), str(tmp_path / "one"), "2"],
+        check=True, env=env,
+    )  # fmt: skip
+    torchrun = Path(sys.executable).with_name("torchrun")
+    subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", str(script), model, str(vqa_file),
+         str(tmp_path / "two"), "1"],
+        check=True, env=env,
+    )  # fmt: skip
+    one = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    two = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1
+    for a, b in zip(one["history"], two["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-4)
+    wa = load_file(str(tmp_path / "one" / "adapter" / "adapter_model.safetensors"))
+    wb = load_file(str(tmp_path / "two" / "adapter" / "adapter_model.safetensors"))
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=1e-4), name

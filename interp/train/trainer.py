@@ -10,11 +10,12 @@ run continue to the same final weights as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,22 @@ def _model_fingerprint(model: str) -> str:
     )
 
 
+def world_size() -> int:
+    """Processes of a multi-GPU launch (``accelerate launch`` / ``torchrun``); 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def train_manifest(config: TrainConfig) -> dict[str, Any]:
     inputs = {"model": _model_fingerprint(config.model)}
+    result = config.result_dict()
+    if world_size() > 1:  # the data order and effective batch depend on the process count
+        result["world_size"] = world_size()
     if config.data is not None:
         data = Path(config.data)
         if not data.is_file():
             raise VSFAError(f"--data {data} does not exist")
         inputs["data"] = file_sha256(data)
-    return make_manifest("train", config.result_dict(), inputs=inputs, seed=config.seed)
+    return make_manifest("train", result, inputs=inputs, seed=config.seed)
 
 
 def load_examples(config: TrainConfig) -> list[Example]:
@@ -233,11 +242,25 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> Path:
     """
     out = Path(config.out)
     manifest = train_manifest(config)
+    state = None
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        # Joins the process group of `accelerate launch` / `torchrun` (gloo on CPUs).
+        state = PartialState(cpu=_on_cpu(config))
+        if state.num_processes != world_size():
+            raise VSFAError(
+                f"WORLD_SIZE={world_size()} but accelerate set up {state.num_processes} "
+                "process(es); launch with `accelerate launch` or `torchrun`"
+            )
     if output_is_current(out, manifest):
         return out
     key = manifest_key(manifest)
-    _prepare_run_dir(out, key, config.overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    if state is None or state.is_main_process:
+        _prepare_run_dir(out, key, config.overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        state.wait_for_everyone()
     if config.method == "none":
         manifest.update(complete=True, method="none", base_model=config.model, history=[])
         write_json_atomic(out / MANIFEST, manifest)
@@ -272,18 +295,30 @@ def _train(
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    vlm = load_vlm(config.model, device=config.device, dtype=config.dtype)
+    accelerator = None
+    if world_size() > 1:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=_on_cpu(config))
+    n_proc = 1 if accelerator is None else accelerator.num_processes
+    rank = 0 if accelerator is None else accelerator.process_index
+    main = rank == 0
+    device = config.device if accelerator is None else accelerator.device
+    vlm = load_vlm(config.model, device=device, dtype=config.dtype)
     examples = load_examples(config)
     encoded, too_long = tokenize_examples(
-        vlm, examples, system=config.system, max_length=config.max_length, quiet=config.quiet
-    )
+        vlm, examples, system=config.system, max_length=config.max_length,
+        quiet=config.quiet or not main,
+    )  # fmt: skip
     torch.manual_seed(config.seed)  # LoRA initialisation depends on the seed only
     model = prepare_model(vlm, config)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     micro = MicroBatches(len(encoded), config.batch_size, config.seed)
-    total_steps = config.max_steps or math.ceil(config.epochs * micro.per_epoch / config.grad_accum)
+    # Each of the n_proc processes takes grad_accum micro-batches of every optimizer step.
+    per_step = config.grad_accum * n_proc
+    total_steps = config.max_steps or math.ceil(config.epochs * micro.per_epoch / per_step)
     scheduler = get_scheduler(
         config.scheduler,
         optimizer,
@@ -298,25 +333,37 @@ def _train(
         )
     else:
         torch.manual_seed(config.seed + 1)  # dropout stream, same as after a resume
+    if accelerator is not None:
+        torch.manual_seed(config.seed + 1 + rank)  # each process its own dropout stream
+        model = accelerator.prepare_model(model)
     stop_at = total_steps if stop_after is None else min(total_steps, step + stop_after)
     pad_id = vlm.tokenizer.pad_token_id
     device = vlm.device
     progress = tqdm(
-        total=total_steps, initial=step, desc="training", disable=config.quiet, unit="step"
-    )
+        total=total_steps, initial=step, desc="training", disable=config.quiet or not main,
+        unit="step",
+    )  # fmt: skip
     while step < total_steps:
-        parts = [micro[step * config.grad_accum + i] for i in range(config.grad_accum)]
+        parts = [micro[step * per_step + i] for i in range(per_step)]
         step_items = [[encoded[j] for j in indices] for _, indices in parts]
+        # Normalised by the answer tokens of the whole step (all processes), so accumulation
+        # and data parallelism equal one large batch.
         n_tokens = max(1, sum(answer_tokens(items) for items in step_items))
+        mine = step_items[rank::n_proc]
         total_loss = 0.0
-        for items in step_items:
+        for index, items in enumerate(mine):
             batch = {k: v.to(device) for k, v in collate(items, pad_id).items()}
             for k, v in batch.items():
                 if torch.is_floating_point(v):
                     batch[k] = v.to(vlm.dtype)
-            loss = answer_loss_sum(model, batch) / n_tokens
-            loss.backward()
+            last = index == len(mine) - 1
+            with nullcontext() if accelerator is None or last else accelerator.no_sync(model):
+                loss = answer_loss_sum(model, batch) / n_tokens
+                # DDP averages gradients over processes; scale back to the sum.
+                (loss * n_proc).backward()
             total_loss += float(loss.detach())
+        if accelerator is not None:
+            total_loss = float(accelerator.reduce(torch.tensor(total_loss, device=device), "sum"))
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -336,21 +383,22 @@ def _train(
         if step % config.log_every == 0:
             progress.set_postfix(loss=f"{total_loss:.4f}")
         due = config.save_every and step % config.save_every == 0
-        if step < total_steps and (due or step == stop_at):
+        if step < total_steps and (due or step == stop_at) and main:
             save_checkpoint(
-                out,
-                step,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                key=key,
-                history=history,
-            )
+                out, step, model=_unwrap(model, accelerator), optimizer=optimizer,
+                scheduler=scheduler, key=key, history=history,
+            )  # fmt: skip
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
         if step == stop_at and step < total_steps:
             progress.close()
             return out
     progress.close()
+    model = _unwrap(model, accelerator)
     model.eval()
+    if not main:
+        accelerator.wait_for_everyone()
+        return out
     save_result(vlm, model, config, out)
     manifest.update(
         complete=True,
@@ -359,6 +407,7 @@ def _train(
         examples=len(encoded),
         skipped_too_long=too_long,
         steps=total_steps,
+        processes=n_proc,
         trainable_parameters=sum(p.numel() for p in params),
         wall_time_s=round(time.perf_counter() - started, 3),
         final_loss=history[-1]["loss"] if history else None,
@@ -367,7 +416,19 @@ def _train(
     write_json_atomic(out / LOSS_CURVE, history)
     write_json_atomic(out / MANIFEST, manifest)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return out
+
+
+def _on_cpu(config: TrainConfig) -> bool:
+    from interp.models import resolve_device
+
+    return resolve_device(config.device).type == "cpu"
+
+
+def _unwrap(model: nn.Module, accelerator: Any) -> nn.Module:
+    return model if accelerator is None else accelerator.unwrap_model(model)
 
 
 def save_result(vlm: Any, model: nn.Module, config: TrainConfig, out: Path) -> None:
