@@ -148,8 +148,18 @@ def encode_example(
 ) -> dict[str, torch.Tensor]:
     """Model inputs of one conversation (batch dim 1, on the CPU) with answer-only ``labels``."""
     images = [image]
-    prompt_only = vlm.prepare(images, [prompt], system=system, padding_side="right")
-    full = vlm.prepare(images, [prompt], system=system, responses=[response], padding_side="right")
+    try:
+        prompt_only = vlm.prepare(images, [prompt], system=system, padding_side="right")
+        full = vlm.prepare(
+            images, [prompt], system=system, responses=[response], padding_side="right"
+        )
+    except ValueError as error:
+        if "chat template" not in str(error).lower():
+            raise
+        raise VSFAError(
+            f"{vlm.name_or_path} has no chat template; training needs an instruction-tuned "
+            "(chat) model or a processor with chat_template set"
+        ) from None
     ids = full["input_ids"][0]
     start = common_prefix(prompt_only["input_ids"][0], ids)
     if start >= len(ids):
