@@ -135,7 +135,7 @@ def steer_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Dose-response sweep of one latent through the eval harness, with controls."""
-    from interp.eval.commands import _load_items
+    from interp.eval.commands import load_items
     from interp.eval.generation import GenerationConfig
     from interp.eval.judges import make_judge
     from interp.models import load_vlm
@@ -149,7 +149,7 @@ def steer_command(
             raise VSFAError("give --latent I or --latents latents.json (its selected latent)")
         latent = _latent_from_file(latents)
     dom_source = diff_of_means or latents
-    items = _load_items(bench, per_category, seed)
+    items = load_items(bench, per_category, seed)
     generation = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
     generation.validate()
     judge_impl = make_judge(judge, device=device, dtype=dtype, batch_size=batch_size, quiet=quiet)
