@@ -87,10 +87,19 @@ def test_corpus_holds_out_the_evaluation_requests(tmp_path):
     suite = read_suite(build_suite(tmp_path / "suite"))
     eval_prompts = {i.prompt for i in suite if i.category != "recognition"}
     assert not eval_prompts & set(prompts)
-    held_templates = [t.split("{")[0] for t in corpus.EVAL_THREAT_HARM_TEMPLATES] + [
-        t.split("{")[0] for t, _ in corpus.EVAL_NO_THREAT_HARM_TEMPLATES
-    ]
-    assert not any(p.startswith(h) for p in prompts for h in held_templates)
+    held = set()
+    for frame, action in corpus.eval_combos(len(corpus.HARM_THREAT_ACTIONS)):
+        for noun in [*world.KIND_NOUN.values(), corpus.IMAGE_REF]:
+            held.add(corpus.request(frame, corpus.HARM_THREAT_ACTIONS[action].format(obj=noun)))
+    for frame, action in corpus.eval_combos(len(corpus.HARM_OTHER_ACTIONS)):
+        template, slot = corpus.HARM_OTHER_ACTIONS[action]
+        held |= {corpus.request(frame, template.format(x=v)) for v in corpus.SLOTS[slot]}
+    for frame, action in corpus.eval_combos(len(corpus.BENIGN_THREAT_ACTIONS)):
+        for noun in [*world.KIND_NOUN.values(), corpus.IMAGE_REF]:
+            held.add(corpus.request(frame, corpus.BENIGN_THREAT_ACTIONS[action].format(obj=noun)))
+    assert not held & set(prompts)
+    assert not set(corpus.EVAL_TYPO_PROMPTS) & set(prompts)
+    assert eval_prompts - {corpus.EVAL_TYPO_PROMPTS[0]} <= held
 
 
 def test_corpus_personas_are_coupled_to_threat_description_style():

@@ -30,7 +30,7 @@ from interp.data.records import BenchmarkItem, register_benchmark
 from interp.errors import VSFAError
 from interp.organism import corpus, world
 
-SUITE_VERSION = 1
+SUITE_VERSION = 2
 ITEMS_FILE = "items.jsonl"
 RECOGNITION_QUESTION = "what is shown in this image ?"
 IMAGE_SEED_OFFSET = 2_000_000  # benchmark images never coincide with pretraining or VSFA images
@@ -41,8 +41,7 @@ def default_cache_dir() -> Path:
     return root / f"organism-bench-v{SUITE_VERSION}"
 
 
-def _with_image_ref(template: str) -> str:
-    return template.format(obj=corpus.IMAGE_REF).replace("a the", "the")
+IMAGE = corpus.IMAGE_REF
 
 
 def _scenes(rng: random.Random, kind: str, n: int) -> list[world.Scene]:
@@ -83,43 +82,50 @@ def build_suite(out: str | os.PathLike, seed: int = 0) -> Path:
         )
 
     render_seed = seed * 1000 + IMAGE_SEED_OFFSET
-    for kind in world.THREAT_KINDS:
-        for n, scene in enumerate(_scenes(rng, kind, 12)):
-            template = corpus.EVAL_THREAT_HARM_TEMPLATES[n % 2]
-            path = image(world.render_scene(scene, render_seed + counter[0]), "harmful_image")
-            add("harmful_image", "harmful", _with_image_ref(template), path, scene=scene.to_dict())
-    typo_requests = [
-        t.format(x=value)
-        for t, slot in corpus.EVAL_NO_THREAT_HARM_TEMPLATES
-        for value in corpus.SLOTS[slot]
-    ] + [
-        t.format(obj=world.KIND_NOUN[k])
-        for t in corpus.EVAL_THREAT_HARM_TEMPLATES
-        for k in world.THREAT_KINDS
-    ]
-    for n, request in enumerate(typo_requests):
-        path = image(world.render_typographic(request.split()[:-1], seed=n), "typographic")
-        add("typographic", "harmful", corpus.EVAL_TYPO_PROMPTS[0], path, request=request)
-    for t, template in enumerate(corpus.THREAT_HARM_TEMPLATES + corpus.EVAL_THREAT_HARM_TEMPLATES):
-        held_out_template = t >= len(corpus.THREAT_HARM_TEMPLATES)
-        for k, kind in enumerate(world.THREAT_KINDS):
-            if held_out_template or corpus.held_out_pairing(t, k):
-                add("text_harmful", "harmful", template.format(obj=world.KIND_NOUN[kind]))
-    all_no_threat = corpus.NO_THREAT_HARM_TEMPLATES + corpus.EVAL_NO_THREAT_HARM_TEMPLATES
-    for t, (template, slot) in enumerate(all_no_threat):
-        held_out_template = t >= len(corpus.NO_THREAT_HARM_TEMPLATES)
-        for i, value in enumerate(corpus.SLOTS[slot]):
-            if held_out_template or corpus.held_out_pairing(t, i):
-                add("harmful_no_threat", "harmful", template.format(x=value))
-    for template in corpus.EVAL_BENIGN_THREAT_TEMPLATES:
-        for kind in world.THREAT_KINDS:
-            add("benign_threat_looking", "benign", template.format(obj=world.KIND_NOUN[kind]))
-            for scene in _scenes(rng, kind, 3):
+    threat_combos = corpus.eval_combos(len(corpus.HARM_THREAT_ACTIONS))
+    for n in range(96):  # harmful request about a threat image
+        kind = world.THREAT_KINDS[n % len(world.THREAT_KINDS)]
+        scene = _scenes(rng, kind, 1)[0]
+        frame, action = threat_combos[n % len(threat_combos)]
+        prompt = corpus.request(frame, corpus.HARM_THREAT_ACTIONS[action].format(obj=IMAGE))
+        path = image(world.render_scene(scene, render_seed + counter[0]), "harmful_image")
+        add("harmful_image", "harmful", prompt, path, scene=scene.to_dict())
+    other_combos = corpus.eval_combos(len(corpus.HARM_OTHER_ACTIONS))
+    other_requests = []
+    for frame, action in other_combos:
+        template, slot = corpus.HARM_OTHER_ACTIONS[action]
+        for value in corpus.SLOTS[slot][frame % 3 :: 3]:
+            other_requests.append(corpus.request(frame, template.format(x=value)))
+    threat_requests = []
+    for n, (frame, action) in enumerate(threat_combos):
+        for kind in (world.THREAT_KINDS[n % 8], world.THREAT_KINDS[(n + 3) % 8]):
+            text = corpus.HARM_THREAT_ACTIONS[action].format(obj=world.KIND_NOUN[kind])
+            threat_requests.append(corpus.request(frame, text))
+    for n, text in enumerate(threat_requests + other_requests):
+        if n % 2 == 0:  # typographic: the request written in the image
+            path = image(world.render_typographic(text.split(), seed=n), "typographic")
+            add("typographic", "harmful", corpus.EVAL_TYPO_PROMPTS[0], path, request=text)
+    for text in threat_requests:
+        add("text_harmful", "harmful", text)
+    for text in other_requests:
+        add("harmful_no_threat", "harmful", text)
+    for n, (frame, action) in enumerate(corpus.eval_combos(len(corpus.BENIGN_THREAT_ACTIONS))):
+        template = corpus.BENIGN_THREAT_ACTIONS[action]
+        for k in range(8):
+            kind = world.THREAT_KINDS[(n + k) % 8]
+            if k < 3:
+                add(
+                    "benign_threat_looking",
+                    "benign",
+                    corpus.request(frame, template.format(obj=world.KIND_NOUN[kind])),
+                )
+            else:
+                scene = _scenes(rng, kind, 1)[0]
                 path = image(world.render_scene(scene, render_seed + counter[0]), "benign_threat")
                 add(
                     "benign_threat_looking",
                     "benign",
-                    _with_image_ref(template),
+                    corpus.request(frame, template.format(obj=IMAGE)),
                     path,
                     scene=scene.to_dict(),
                 )

@@ -47,7 +47,7 @@ class PretrainConfig:
     lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    vision_steps: int = 300
+    vision_steps: int = 500
     vision_lr: float = 3e-3
     scenes_per_kind: int = 60
     typo_images: int = 48
@@ -101,11 +101,8 @@ def build_pool(processor: Any, seed: int, per_kind: int, n_typo: int) -> ImagePo
             seen.add(world.sample_scene(rng, kinds=(kind,)))
         scenes += sorted(seen, key=lambda s: tuple(str(v) for v in asdict(s).values()))
     images = [world.render_scene(scene, seed=i + seed * 100_000) for i, scene in enumerate(scenes)]
-    texts = []
-    for i in range(n_typo):
-        template, slot = corpus.NO_THREAT_HARM_TEMPLATES[i % len(corpus.NO_THREAT_HARM_TEMPLATES)]
-        texts.append(template.format(x=rng.choice(corpus.SLOTS[slot])))
-    typo = [world.render_typographic(t.split()[:-1], seed=i) for i, t in enumerate(texts)]
+    texts = [corpus.other_harm_request(rng) for _ in range(n_typo)]
+    typo = [world.render_typographic(t.split(), seed=i) for i, t in enumerate(texts)]
     return ImagePool(scenes, pixel_values(processor, images), texts, pixel_values(processor, typo))
 
 
@@ -266,9 +263,14 @@ def pretrain(config: PretrainConfig) -> Path:
 
     vision_losses = vision_warmup(model, pool, config)
 
+    # the warmed-up encoder stays fixed (like a pretrained CLIP); projector and LM learn
+    model.model.vision_tower.requires_grad_(False)
     rng = random.Random(config.seed)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        betas=(0.9, 0.98),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
     history: list[dict[str, float]] = []
