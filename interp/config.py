@@ -16,7 +16,7 @@ Example (paths are relative to the YAML file's folder)::
       - none
       - adashield
       - vlguard
-      - vsfa                                          # LoRA on the first dataset
+      - vsfa                                          # first dataset; LoRA unless train.method
       - {name: vsfa-benign, method: lora, dataset: benign}
       - {name: vsfa-60, method: lora, dataset: threat, train: {limit: 240}}
     eval:
@@ -257,6 +257,10 @@ def experiment_from_dict(
         train = organism_recipe()
     if not isinstance(train, dict):
         raise VSFAError(f"{_where(source, 'train')}: expected a mapping of training options")
+    if train.get("method") in ("lora", "full"):  # a recipe's kind of update wins for `vsfa`
+        for entry, method in zip(raw["methods"], methods):
+            if entry == "vsfa":
+                method.method = train["method"]
     return ExperimentConfig(
         out=str(_path(str(raw["out"]), base)),
         model=_model_path(str(raw["model"]), base),

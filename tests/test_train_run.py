@@ -124,3 +124,24 @@ def test_bad_experiment_files(tmp_path):
     path.write_text(yaml.safe_dump({**base, "methods": ["vlguard"]}))
     with pytest.raises(VSFAError, match="vlguard needs"):
         load_experiment(path)
+
+
+def test_organism_recipe_shorthand(tmp_path):
+    from interp.organism import ORGANISM_RECIPE
+
+    path = tmp_path / "exp.yaml"
+    experiment = {
+        "out": "x", "model": "organism", "train": "organism",
+        "datasets": {"threat": {"images": "organism:threat_images"}},
+        "vlguard": {"data": "organism:vlguard_train", "image_root": "organism:vlguard_images"},
+        "methods": ["vsfa", "vlguard", {"name": "lora", "method": "lora"}],
+        "eval": {"bench": ["organism"], "judge": "organism"},
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(experiment))
+    config = load_experiment(path)
+    assert config.train == ORGANISM_RECIPE
+    assert [m.method for m in config.methods] == [ORGANISM_RECIPE["method"], "vlguard", "lora"]
+    assert (
+        config.model == "organism" and config.datasets["threat"].images == "organism:threat_images"
+    )
+    assert config.methods[1].data == "organism:vlguard_train" and config.eval.bench == ["organism"]
