@@ -236,6 +236,34 @@ def project_out_edit(direction: torch.Tensor, scale: float = 1.0) -> Edit:
     return edit
 
 
+def _plain_relu_latent(sae: Any, latent: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """For a plain ReLU SAE (no run-time normalisation or reshaping), ``f_i`` as one dot
+    product with cached vectors: no sae_lens hook points on the per-token path."""
+    from sae_lens.saes.standard_sae import StandardSAE
+
+    cfg = sae.cfg
+    plain = (
+        type(sae) is StandardSAE
+        and getattr(cfg, "normalize_activations", "none") in ("none", "expected_average_only_in")
+        and getattr(cfg, "reshape_activations", "none") == "none"
+    )
+    if not plain:
+        return None
+    with torch.no_grad():
+        w = sae.W_enc[:, latent].detach().float().clone()
+        # (x - b_dec) @ w + b = x @ w + (b - b_dec @ w)
+        shift = sae.b_enc[latent].detach().float() - float(cfg.apply_b_dec_to_input) * (
+            sae.b_dec.detach().float() @ w
+        )
+    weights = _SAEVectors(w)
+    offset = float(shift)
+
+    def activation(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x @ weights.like(x) + offset)
+
+    return activation
+
+
 def latent_edit(sae: Any, latent: int, *, value: float | None = None, scale: float = 1.0) -> Edit:
     """Move one SAE latent's contribution ``f_i(h) * W_dec[i]``, leaving the rest of ``h``.
 
@@ -243,6 +271,19 @@ def latent_edit(sae: Any, latent: int, *, value: float | None = None, scale: flo
     removes it, 2 reverses it). A ``value`` clamps it: ``h + (value - f_i(h)) * W_dec[i]``.
     """
     check_latent(sae, latent)
+    fast = _plain_relu_latent(sae, latent)
+    if fast is not None:
+        decoder = _SAEVectors(sae.W_dec[latent].detach().float())
+        keep = 1.0 - float(scale)
+
+        def fast_edit(hidden: torch.Tensor) -> torch.Tensor:
+            x = hidden.float()
+            acts = fast(x)
+            target = acts * keep if value is None else torch.full_like(acts, value)
+            change = (target - acts).unsqueeze(-1) * decoder.like(x)
+            return hidden + change.to(hidden.dtype)
+
+        return fast_edit
 
     def edit(hidden: torch.Tensor) -> torch.Tensor:
         model = _sae_on(sae, hidden)
