@@ -143,16 +143,43 @@ def common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
     return int(diff[0]) if len(diff) else n
 
 
+def _answer_length(
+    vlm: Any, prompt: str, response: str, image: bool, system: str | None
+) -> tuple[int, list[int]]:
+    """Tokens the response adds to the conversation, counted on the chat text alone.
+
+    Image placeholders expand into many tokens only inside the user turn, so the response's
+    tokens are the same with or without the expansion; counting them with the tokenizer (no
+    image processing) saves a second processor call per example. Returns the count and the
+    full conversation's token ids.
+    """
+    tokenizer = vlm.tokenizer
+    short = vlm.chat_text(prompt, image=image, system=system)
+    full = vlm.chat_text(prompt, image=image, system=system, response=response)
+    a = tokenizer(short, add_special_tokens=False)["input_ids"]
+    b = tokenizer(full, add_special_tokens=False)["input_ids"]
+    return len(b) - common_prefix(torch.tensor(a), torch.tensor(b)), b
+
+
 def encode_example(
     vlm: Any, image: Any, prompt: str, response: str, *, system: str | None = None
 ) -> dict[str, torch.Tensor]:
-    """Model inputs of one conversation (batch dim 1, on the CPU) with answer-only ``labels``."""
+    """Model inputs of one conversation (batch dim 1, on the CPU) with answer-only ``labels``.
+
+    The conversation is tokenised with and without the response; only what the response adds
+    (the answer and the template's end-of-turn marker) is learned.
+    """
     images = [image]
     try:
-        prompt_only = vlm.prepare(images, [prompt], system=system, padding_side="right")
         full = vlm.prepare(
             images, [prompt], system=system, responses=[response], padding_side="right"
         )
+        ids = full["input_ids"][0]
+        n_answer, text_ids = _answer_length(vlm, prompt, response, image is not None, system)
+        if not 0 < n_answer < len(ids) or ids[-n_answer:].tolist() != text_ids[-n_answer:]:
+            # The processor tokenised the tail differently: compare the two full encodings.
+            prompt_only = vlm.prepare(images, [prompt], system=system, padding_side="right")
+            n_answer = len(ids) - common_prefix(prompt_only["input_ids"][0], ids)
     except ValueError as error:
         if "chat template" not in str(error).lower():
             raise
@@ -160,13 +187,10 @@ def encode_example(
             f"{vlm.name_or_path} has no chat template; training needs an instruction-tuned "
             "(chat) model or a processor with chat_template set"
         ) from None
-    ids = full["input_ids"][0]
-    start = common_prefix(prompt_only["input_ids"][0], ids)
-    if start >= len(ids):
+    if n_answer <= 0:
         raise VSFAError(f"response {response!r} adds no tokens to the conversation")
-    labels = ids.clone()
-    labels[:start] = IGNORE_INDEX
-    labels[full["attention_mask"][0] == 0] = IGNORE_INDEX
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[-n_answer:] = ids[-n_answer:]
     encoded = {key: value.cpu() for key, value in full.items()}
     encoded["labels"] = labels.unsqueeze(0).cpu()
     return encoded
