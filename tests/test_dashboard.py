@@ -46,8 +46,10 @@ def hostile_run(root: Path) -> Path:
 
 
 def test_collect_run_finds_each_artifact_once(tmp_path):
-    art = collect_run(make_run(tmp_path / "run"))
-    assert [p.name for p, _ in art.results] == ["results.json"]
+    run = make_run(tmp_path / "run")
+    (run / "table.json").write_text((run / "results.json").read_text())
+    art = collect_run(run)
+    assert [p.name for p, _ in art.results] == ["results.json"]  # not also table.json beside it
     assert [p.parent.name for p, _ in art.evals] == ["vsfa-seed0"]
     assert [p.name for p, _ in art.latents] == ["latents.json"]
     # the combined steering file at the top wins over the per-sweep file below it

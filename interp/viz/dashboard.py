@@ -86,6 +86,13 @@ def collect_run(run_dir: str | os.PathLike) -> RunArtifacts:
             data = read_json(path)
             _classify(found, path, name, data)
     found.results = _shallowest(found.results, root)
+    # the demo's results.json and eval's table.json beside it hold the same rows: show one
+    with_results = {path.parent for path, _ in found.results if path.name == "results.json"}
+    found.results = [
+        (path, data)
+        for path, data in found.results
+        if not (path.name == "table.json" and path.parent in with_results)
+    ]
     found.steering = _shallowest(found.steering, root)
     return found
 
