@@ -3,38 +3,42 @@
 Same shapes for all three (default d_in=512, width 8192, k=32, batch 2048, Adam, 2 threads):
 forward, backward, optimizer step. sae_lens's step is ``TopKTrainingSAE.training_forward_pass``
 (what its ``SAETrainer`` runs); ours is :func:`interp.sae.fast.fast_training_step` on the same
-sae_lens module. sparsify (``eai-sparsify``) lives in a separate environment: if it is not
-importable here, the script re-runs its own sparsify part with ``--sparsify-python`` (default
-``/tmp/benchvenv/bin/python`` when it exists), and skips it with a message otherwise.
+sae_lens module. sparsify (``eai-sparsify``) lives in a separate environment with the same torch:
+if it is not importable here, ``--sparsify-site`` (default
+``/tmp/benchvenv/lib/python3.11/site-packages`` when it exists) is appended to ``sys.path`` so
+it runs in this process beside the others; without it, sparsify is skipped with a message.
+
+The machine may be shared, so the contenders are timed in interleaved rounds (each round runs
+every contender for ``--steps`` steps) and the median round is reported.
 
     nice -n 10 .venv/bin/python bench/sae_step.py
 
-The last line is ``ratio fast/sparsify: X`` (or ``ratio fast/sae_lens: X`` without sparsify).
+The last line is ``ratio fast/sparsify: X`` (``ratio fast/sae_lens: X`` without sparsify).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
-import subprocess
+import statistics
 import sys
 import time
 from collections.abc import Callable
 
 import torch
 
+Step = Callable[[], None]
 
-def _time(step: Callable[[], None], batch: int, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
+
+def _time(step: Step, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return batch * steps / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def bench_sparsify(args: argparse.Namespace) -> float:
+def bench_sparsify(args: argparse.Namespace) -> Step:
     from sparsify import SparseCoder, SparseCoderConfig
 
     torch.manual_seed(0)
@@ -50,7 +54,7 @@ def bench_sparsify(args: argparse.Namespace) -> float:
         optimizer.zero_grad()
         sae.set_decoder_norm_to_unit_norm()
 
-    return _time(step, args.batch, args.warmup, args.steps)
+    return step
 
 
 def _sae_lens_sae(args: argparse.Namespace):
@@ -60,7 +64,7 @@ def _sae_lens_sae(args: argparse.Namespace):
     return TopKTrainingSAE(TopKTrainingSAEConfig(d_in=args.d_in, d_sae=args.width, k=args.k))
 
 
-def bench_sae_lens(args: argparse.Namespace) -> float:
+def bench_sae_lens(args: argparse.Namespace) -> Step:
     from sae_lens.saes.sae import TrainStepInput
 
     sae = _sae_lens_sae(args)
@@ -83,10 +87,10 @@ def bench_sae_lens(args: argparse.Namespace) -> float:
         optimizer.step()
         optimizer.zero_grad()
 
-    return _time(step, args.batch, args.warmup, args.steps)
+    return step
 
 
-def bench_fast(args: argparse.Namespace) -> float:
+def bench_fast(args: argparse.Namespace) -> Step:
     from interp.sae.fast import fast_training_step
 
     sae = _sae_lens_sae(args)
@@ -102,28 +106,12 @@ def bench_fast(args: argparse.Namespace) -> float:
         optimizer.step()
         optimizer.zero_grad()
 
-    return _time(step, args.batch, args.warmup, args.steps)
+    return step
 
 
-def bench_matmul(args: argparse.Namespace) -> float:
+def bench_matmul(args: argparse.Namespace) -> Step:
     x, w = torch.randn(args.batch, args.d_in), torch.randn(args.d_in, args.width)
-    return _time(lambda: x @ w, args.batch, args.warmup, args.steps)
-
-
-def _sparsify_elsewhere(args: argparse.Namespace) -> float | None:
-    python = args.sparsify_python
-    if not python or not os.path.exists(python):
-        print(
-            "sparsify: skipped (eai-sparsify is not importable here; install it in a separate "
-            "venv and pass --sparsify-python PATH)"
-        )
-        return None
-    command = [python, __file__, "--only-sparsify", *sys.argv[1:]]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
-    if result.returncode != 0:
-        print(f"sparsify: skipped ({python} failed: {result.stderr.strip().splitlines()[-1:]})")
-        return None
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["sparsify"])
+    return lambda: x @ w  # noqa: E731
 
 
 def main() -> None:
@@ -135,41 +123,49 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=8)
-    default_python = "/tmp/benchvenv/bin/python"
+    parser.add_argument("--steps", type=int, default=3, help="steps per contender per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    default_site = "/tmp/benchvenv/lib/python3.11/site-packages"
     parser.add_argument(
-        "--sparsify-python", default=default_python if os.path.exists(default_python) else None
+        "--sparsify-site", default=default_site if os.path.isdir(default_site) else None
     )
-    parser.add_argument("--only-sparsify", action="store_true", help=argparse.SUPPRESS)
-    args, _ = parser.parse_known_args()
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.only_sparsify:
-        print(json.dumps({"sparsify": bench_sparsify(args)}))
-        return
-
     print(
         f"TopK step, d_in={args.d_in} width={args.width} k={args.k} batch={args.batch} Adam, "
-        f"{args.threads} threads, torch {torch.__version__}"
+        f"{args.threads} threads, torch {torch.__version__}, {args.rounds} interleaved rounds"
     )
-    try:
-        import sparsify  # noqa: F401
-
-        sparsify_tps: float | None = bench_sparsify(args)
-    except ImportError:
-        sparsify_tps = _sparsify_elsewhere(args)
-    results = {
+    contenders: dict[str, Step] = {
         "dense encoder matmul only": bench_matmul(args),
         "sae_lens TopKTrainingSAE": bench_sae_lens(args),
         "interp fast step": bench_fast(args),
     }
-    if sparsify_tps is not None:
-        results["sparsify SparseCoder"] = sparsify_tps
-    for name, value in results.items():
+    try:
+        if importlib.util.find_spec("sparsify") is None and args.sparsify_site:
+            sys.path.append(args.sparsify_site)
+        contenders["sparsify SparseCoder"] = bench_sparsify(args)
+    except ImportError as error:
+        print(
+            f"sparsify: skipped ({error}); install eai-sparsify (same torch) in a separate venv "
+            "and pass --sparsify-site its site-packages"
+        )
+    for step in contenders.values():
+        for _ in range(args.warmup):
+            step()
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(args.rounds):
+        for name, step in contenders.items():
+            seconds[name].append(_time(step, args.steps))
+    rate = {
+        name: args.batch * args.steps / statistics.median(values)
+        for name, values in seconds.items()
+    }
+    for name, value in rate.items():
         print(f"{name:28s} {value:10.0f} tokens/s")
-    fast = results["interp fast step"]
-    print(f"ratio fast/sae_lens: {fast / results['sae_lens TopKTrainingSAE']:.2f}")
-    if sparsify_tps is not None:
-        print(f"ratio fast/sparsify: {fast / sparsify_tps:.2f}")
+    fast = rate["interp fast step"]
+    print(f"ratio fast/sae_lens: {fast / rate['sae_lens TopKTrainingSAE']:.2f}")
+    if "sparsify SparseCoder" in rate:
+        print(f"ratio fast/sparsify: {fast / rate['sparsify SparseCoder']:.2f}")
 
 
 if __name__ == "__main__":
