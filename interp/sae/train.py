@@ -148,7 +148,12 @@ def load_sae(path: str | os.PathLike, device: str = "cpu") -> SAE:
             f"{path} is not a saved SAE: expected cfg.json and sae_weights.safetensors "
             "(written by `vsfa sae train`)"
         )
-    return SAE.load_from_disk(str(path), device=str(resolve_device(device)))
+    try:
+        return SAE.load_from_disk(str(path), device=str(resolve_device(device)))
+    except VSFAError:
+        raise
+    except Exception as error:  # sae_lens raises assorted errors for malformed folders
+        raise VSFAError(f"{path} cannot be loaded as an SAE: {error}") from None
 
 
 def check_sae_matches(sae: SAE, store: ActivationStore, hook_name: str | None = None) -> None:
