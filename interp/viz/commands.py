@@ -35,6 +35,9 @@ def demo_command(
     per_category: int | None = typer.Option(
         None, min=1, help="benchmark items per category (default 24, 8 with --fast)"
     ),
+    samples_per_item: int | None = typer.Option(
+        None, min=0, help="sampled answers per item (default 4, 2 with --fast; 0: greedy)"
+    ),
     sae: Path | None = typer.Option(None, help="use this SAE folder instead of training one"),
     device: str = typer.Option("cpu", help="cpu, cuda or auto"),
     force: bool = typer.Option(False, help="rerun every step even when its output is current"),
@@ -49,6 +52,7 @@ def demo_command(
         fast=fast,
         seeds=list(seeds) if seeds else None,
         per_category=per_category,
+        samples_per_item=samples_per_item,
         sae=str(sae) if sae else None,
         device=device,
         force=force,

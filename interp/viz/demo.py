@@ -63,6 +63,8 @@ class DemoConfig:
         per_category: organism benchmark items per category for the evaluation.
         steer_per_category: items per category for each steering point.
         max_new_tokens: generation length (organism answers are short).
+        samples_per_item: sampled answers per item (temperature 1); greedy ASR of a model this
+            small flips between 0 and 1 per item, sampling gives a graded rate. 0: greedy.
         alphas: steering strengths for ``add``, in units of the latent's largest activation on
             the tuned model (:func:`latent_scale`); ablation uses ``ablate_scales``.
         ablate_scales: fractions of the latent removed from the tuned model.
@@ -81,6 +83,7 @@ class DemoConfig:
     per_category: int | None = None
     steer_per_category: int | None = None
     max_new_tokens: int = 24
+    samples_per_item: int | None = None
     alphas: list[float] | None = None
     ablate_scales: list[float] | None = None
     n_random: int | None = None
@@ -107,6 +110,8 @@ class DemoConfig:
             self.alphas = [0.0, 1.0, 2.0] if fast else [0.0, 0.5, 1.0, 2.0, 4.0]
         if self.ablate_scales is None:
             self.ablate_scales = [0.0, 1.0] if fast else [0.0, 0.5, 1.0]
+        if self.samples_per_item is None:
+            self.samples_per_item = 2 if fast else 4
         if self.n_random is None:
             self.n_random = 2 if fast else 3
         if self.sae_steps is None:
@@ -191,6 +196,10 @@ class Demo:
 
         key = adapter or ""
         if key not in self._vlms:
+            if self.config.quiet:
+                import transformers
+
+                transformers.utils.logging.disable_progress_bar()
             self._vlms[key] = load_vlm(
                 str(self.base()), adapter=adapter, device=self.config.device,
                 dtype="float32",
@@ -256,7 +265,8 @@ class Demo:
         """Every method on the organism benchmark; ``results.json``, ``table.md``/``.json``."""
         runs = self.train()
         config = {"per_category": self.config.per_category,
-                  "max_new_tokens": self.config.max_new_tokens}  # fmt: skip
+                  "max_new_tokens": self.config.max_new_tokens,
+                  "samples_per_item": self.config.samples_per_item}  # fmt: skip
         return self._once(
             "eval", lambda: self.step("eval", config, ["train"], lambda: self._evaluate(runs))
         )
@@ -304,7 +314,8 @@ class Demo:
         cfg = self.config
         config = {"alphas": cfg.alphas, "ablate_scales": cfg.ablate_scales,
                   "n_random": cfg.n_random, "per_category": cfg.steer_per_category,
-                  "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+                  "max_new_tokens": cfg.max_new_tokens,
+                  "samples_per_item": cfg.samples_per_item}  # fmt: skip
         return self._once(
             "steer",
             lambda: self.step("steer", config, ["diff"], lambda: self._steer(sae, latents, tuned)),
@@ -356,9 +367,11 @@ class Demo:
 
     def _generation(self) -> Any:
         generation = _need("interp.eval.generation", "eval")
+        n = self.config.samples_per_item
         return generation.GenerationConfig(
-            max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size
-        )
+            max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size,
+            do_sample=n > 0, samples_per_item=max(n, 1), temperature=1.0, seed=0,
+        )  # fmt: skip
 
     def _judge(self) -> Any:
         _need("interp.eval.judges", "eval")
