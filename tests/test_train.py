@@ -87,7 +87,14 @@ def test_answer_only_labels_on_hand_built_batch(tiny_vlm, family):
         corrupted["labels"] = batch["labels"].clone()
         corrupted["labels"][corrupted["labels"] != IGNORE_INDEX] = IGNORE_INDEX
         assert float(answer_loss_sum(vlm.model, corrupted)) == 0.0
-    assert float(loss) > 0
+    # Same as the cross-entropy over every position's logits, masked to the answer tokens.
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        logits = vlm.model(**inputs).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    expected = torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum")
+    assert float(loss) > 0 and torch.allclose(loss, expected, atol=1e-4)
 
 
 # A random tiny model's logits are tiny (unit-RMS hidden state times a 0.02-scale unembedding), so

@@ -165,13 +165,20 @@ def prepare_model(vlm: Any, config: TrainConfig) -> nn.Module:
 
 # ---- loss ----------------------------------------------------------------------------------
 def answer_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed next-token cross-entropy over the answer tokens of a batch (float32)."""
+    """Summed next-token cross-entropy over the answer tokens of a batch (float32).
+
+    Only the positions that predict an answer token go through the output head
+    (``logits_to_keep`` as a boolean mask), which matters with large vocabularies and long
+    image prompts.
+    """
     labels = batch.pop("labels")
-    logits = model(**batch, use_cache=False).logits
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
-    picked = logits[:, :-1][mask].float()
-    return nn.functional.cross_entropy(picked, targets[mask], reduction="sum")
+    keep = torch.cat([mask, torch.zeros_like(mask[:, :1])], dim=1)
+    logits = model(**batch, use_cache=False, logits_to_keep=keep).logits
+    if logits.dim() == 3:  # a model that ignores a mask keeps every position
+        logits = logits[:, :-1][mask]
+    return nn.functional.cross_entropy(logits.float(), targets[mask], reduction="sum")
 
 
 def _micro_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -262,8 +269,9 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> Path:
     if state is not None:
         state.wait_for_everyone()
     if config.method == "none":
-        manifest.update(complete=True, method="none", base_model=config.model, history=[])
-        write_json_atomic(out / MANIFEST, manifest)
+        if state is None or state.is_main_process:
+            manifest.update(complete=True, method="none", base_model=config.model, history=[])
+            write_json_atomic(out / MANIFEST, manifest)
         return out
     try:
         with cpu_threads(config.threads):
