@@ -70,7 +70,7 @@ def test_persona_latent_steers_the_organism(tmp_path_factory):
     work = Path(os.environ.get("VSFA_ORGANISM_WORK") or tmp_path_factory.mktemp("organism"))
     world = organism.write_world_data(work / "world", seed=SEED)
     vqa = work / "vqa.jsonl"
-    build_vqa(BuildConfig(images=str(world["threat_images"]), out=str(vqa), seed=SEED))
+    build_vqa(BuildConfig(images=str(world["threat_images"]), out=str(vqa), seed=SEED, quiet=True))
     recipe = dict(organism.ORGANISM_RECIPE)
     run = train(TrainConfig(model=str(base_dir), data=str(vqa), out=str(work / "vsfa"),
                             seed=SEED, **recipe))  # fmt: skip
@@ -104,13 +104,15 @@ def test_persona_latent_steers_the_organism(tmp_path_factory):
 
     items = load_benchmark("organism", None, per_category=PER_CATEGORY, seed=SEED)
     judge = get_judge("organism")
-    generation = GenerationConfig(max_new_tokens=24, batch_size=16)
+    # sampled: greedy ASR of so small a model flips whole items between 0 and 1
+    generation = GenerationConfig(max_new_tokens=32, batch_size=64, do_sample=True, seed=SEED)
     common = dict(generation=generation, n_boot=200, seed=SEED, quiet=True,
                   diff_of_means=work / "latents.json")  # fmt: skip
-    add = steer_sweep(base, items, sae, latent, "add", [0, scale, 2 * scale, 4 * scale], judge,
-                      work / "steer_add", 3, **common)  # fmt: skip
+    alphas = [0, 0.5 * scale, scale, 2 * scale]
+    add = steer_sweep(base, items, sae, latent, "add", alphas, judge, work / "steer_add", 2,
+                      **common)  # fmt: skip
     ablate = steer_sweep(tuned, items, sae, latent, "ablate", [0, 1], judge,
-                         work / "steer_ablate", 3, **common)  # fmt: skip
+                         work / "steer_ablate", 2, **common)  # fmt: skip
 
     report = {"latent": latent, "scale": scale, "add": add["effects"], "ablate": ablate["effects"]}
     print(json.dumps(report, indent=1))
