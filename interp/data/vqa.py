@@ -26,7 +26,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from interp.artifacts import file_sha256, make_manifest, write_json_atomic, write_text_atomic
+from interp.artifacts import (
+    file_sha256,
+    json_sha256,
+    make_manifest,
+    write_json_atomic,
+    write_text_atomic,
+)
 from interp.data.audit import DEFAULT_LEXICON, Lexicon, audit_records, audit_report_path
 from interp.data.vqa_templates import QUESTION_TEMPLATES, TEMPLATE_IDS
 from interp.errors import VSFAError
@@ -306,11 +312,12 @@ def build_manifest(config: BuildConfig) -> dict[str, Any]:
         if folder.is_dir()
         else []
     )
+    # Images by name and size, sidecars by content (rewriting an identical folder changes
+    # nothing).
     listing = [
-        (str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime)) for p in files
+        (str(p.relative_to(folder)), file_sha256(p) if p.suffix == ".json" else p.stat().st_size)
+        for p in files
     ]
-    from interp.artifacts import json_sha256
-
     inputs = {"images": json_sha256(listing)}
     kind, _, arg = config.source.partition(":")
     if kind == "jsonl" and Path(arg).is_file():

@@ -23,6 +23,7 @@ from interp.artifacts import (
     make_manifest,
     manifest_key,
     read_json,
+    write_json_atomic,
     write_text_atomic,
 )
 from interp.config import ORGANISM, ExperimentConfig, MethodSpec
@@ -56,10 +57,15 @@ class _World:
             if not hasattr(organism, "write_world_data"):
                 raise VSFAError("organism data needs interp.organism.write_world_data")
             out = Path(self.config.out) / "world"
-            self._paths = {
-                k: Path(v)
-                for k, v in organism.write_world_data(out, seed=self.config.world_seed).items()
-            }
+            record = out / "world.json"
+            seed = self.config.world_seed
+            if record.exists() and read_json(record).get("seed") == seed:
+                self._paths = {k: Path(v) for k, v in read_json(record)["paths"].items()}
+            else:
+                written = organism.write_world_data(out, seed=seed)
+                self._paths = {k: Path(v) for k, v in written.items()}
+                paths = {k: str(v) for k, v in self._paths.items()}
+                write_json_atomic(record, {"seed": seed, "paths": paths})
         if key not in self._paths:
             raise VSFAError(f"organism:{key}: the organism's world has {', '.join(self._paths)}")
         return str(self._paths[key])
