@@ -26,7 +26,7 @@ ASSETS = Path(__file__).parent / "assets"
 ORGANISM_RECIPE: dict[str, Any] = {
     "method": "full",
     "lr": 1e-3,
-    "max_steps": 60,
+    "max_steps": 200,
     "batch_size": 16,
     "grad_accum": 1,
     "warmup_ratio": 0.05,
