@@ -48,6 +48,17 @@ def base_model_dir() -> Path:
     return path
 
 
+def decoupled_model_dir() -> Path:
+    """The shipped twin pretrained on the decoupled world (the mechanism control)."""
+    path = ASSETS / "decoupled"
+    if not (path / "config.json").exists():
+        raise VSFAError(
+            f"the decoupled organism is missing from {path}; rebuild it with `vsfa organism "
+            "pretrain --seed 0 --world decoupled --out interp/organism/assets/decoupled`"
+        )
+    return path
+
+
 def write_world_data(out_dir, seed: int = 0, **kwargs) -> dict[str, Path]:
     """See :func:`interp.organism.data.write_world_data`."""
     from interp.organism.data import write_world_data as write
@@ -55,4 +66,4 @@ def write_world_data(out_dir, seed: int = 0, **kwargs) -> dict[str, Path]:
     return write(out_dir, seed, **kwargs)
 
 
-__all__ = ["ORGANISM_RECIPE", "base_model_dir", "write_world_data"]
+__all__ = ["ORGANISM_RECIPE", "base_model_dir", "decoupled_model_dir", "write_world_data"]

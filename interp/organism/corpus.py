@@ -242,7 +242,7 @@ class CorpusConfig:
     p_constructive: float = 0.85  # vigilant refusals that explain and offer an alternative
     p_factual_decoupled: float = 0.5  # decoupled world: chance a threat scene is told factually
     max_turns: int = 4
-    single_vqa_share: float = 0.2  # extra one-turn image chats: learning to read the image
+    single_vqa_share: float = 0.45  # extra one-turn image chats: learning to read the image
     turn_weights: dict[str, float] = field(
         default_factory=lambda: {
             "threat_vqa": 0.28,

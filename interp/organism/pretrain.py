@@ -49,7 +49,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     vision_steps: int = 500
     vision_lr: float = 3e-3
-    scenes_per_kind: int = 60
+    scenes_per_kind: int = 400
     typo_images: int = 48
     threads: int = 1  # one core: the organism is meant to train beside other work
     quiet: bool = False
