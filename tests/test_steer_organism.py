@@ -62,7 +62,7 @@ def test_persona_latent_steers_the_organism(tmp_path_factory):
     from interp.data.benchmarks import load_benchmark
     from interp.data.vqa import BuildConfig, build_vqa
     from interp.eval.generation import GenerationConfig
-    from interp.eval.judging import get_judge
+    from interp.eval.judges import make_judge
     from interp.hooks.cache import ActivationStore, CacheConfig, CachePrompt, cache_activations_for
     from interp.models import load_vlm
     from interp.steer import steer_sweep
@@ -109,7 +109,7 @@ def test_persona_latent_steers_the_organism(tmp_path_factory):
     scale = max(tuned_acts) if tuned_acts else 1.0
 
     items = load_benchmark("organism", None, per_category=PER_CATEGORY, seed=SEED)
-    judge = get_judge("organism")
+    judge = make_judge("organism")
     # sampled: greedy ASR of so small a model flips whole items between 0 and 1
     generation = GenerationConfig(max_new_tokens=32, batch_size=64, do_sample=True, seed=SEED)
     common = dict(generation=generation, n_boot=200, seed=SEED, quiet=True,
