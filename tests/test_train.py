@@ -182,6 +182,12 @@ def test_bad_training_input(tiny_model_dir, vqa_file, tmp_path):
     bad.write_text('{"image": "x.png", "question": "q", "answer": "a"}\n{"image": "x.png"}\n')
     with pytest.raises(VSFAError, match="line 2: field 'question'"):
         train(_config(model, bad, tmp_path / "c"))
+    # Out of GPU memory names the knobs (checked on the message; a CPU cannot run out).
+    from interp.train.trainer import _oom_error
+
+    message = str(_oom_error(_config(model, vqa_file, tmp_path / "d", method="full")))
+    assert "--batch-size (now 2)" in message and "--grad-accum" in message
+    assert "--method lora" in message and "--gradient-checkpointing" in message
     # A finished run folder is not silently overwritten by other arguments.
     done = tmp_path / "done"
     train(_config(model, vqa_file, done, max_steps=1))
