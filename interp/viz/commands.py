@@ -40,6 +40,7 @@ def demo_command(
     ),
     sae: Path | None = typer.Option(None, help="use this SAE folder instead of training one"),
     device: str = typer.Option("cpu", help="cpu, cuda or auto"),
+    threads: int = typer.Option(1, min=0, help="CPU threads for torch (0: torch's default)"),
     force: bool = typer.Option(False, help="rerun every step even when its output is current"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
@@ -55,6 +56,7 @@ def demo_command(
         samples_per_item=samples_per_item,
         sae=str(sae) if sae else None,
         device=device,
+        threads=threads or None,
         force=force,
         quiet=quiet,
     )

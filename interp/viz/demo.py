@@ -73,6 +73,9 @@ class DemoConfig:
             (width default: 8 x d_model).
         sae: an SAE folder to use instead of training or the shipped one.
         device: ``cpu``, ``cuda`` or ``auto``.
+        threads: CPU threads torch uses during the demo (restored after). The organism's
+            matrices are tiny, so one thread is as fast as many on an idle machine and much
+            faster on a busy one (no oversubscription); ``None`` keeps torch's setting.
         force: rerun every step even when its output is current.
         quiet: no progress bars.
     """
@@ -93,6 +96,7 @@ class DemoConfig:
     sae_batch_size: int = 256
     sae: str | None = None
     device: str = "cpu"
+    threads: int | None = 1
     force: bool = False
     quiet: bool = False
     batch_size: int = 16
@@ -624,10 +628,12 @@ def _write_report(out: Path) -> Path:
 
 def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo and print the table, the steering findings and where the report is."""
+    from interp.train.trainer import cpu_threads
     from interp.viz.dashboard import steering_findings
 
     started = time.time()
-    result = Demo(config, echo).run()
+    with cpu_threads(config.threads):
+        result = Demo(config, echo).run()
     echo("")
     echo(Path(result["table_md"]).read_text(encoding="utf-8"))
     echo("Steering:")
