@@ -97,6 +97,10 @@ class TrainConfig:
             raise VSFAError("--lora-dropout must be in [0, 1)")
         if not 0 <= self.warmup_ratio < 1:
             raise VSFAError("--warmup-ratio must be in [0, 1)")
+        if self.lora_targets and self.method not in ("lora", "vlguard"):
+            raise VSFAError(
+                f"--lora-targets applies to lora and vlguard, not --method {self.method}"
+            )
         if self.lr is not None and self.lr <= 0:
             raise VSFAError("--lr must be positive")
 
