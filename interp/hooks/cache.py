@@ -589,3 +589,54 @@ def __getattr__(name: str) -> Any:
 
         return ActivationStream
     raise AttributeError(name)
+
+
+def write_activations(
+    out: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    *,
+    model: str = "synthetic",
+    shard_rows: int = 16384,
+    dtype: str = "float32",
+) -> Path:
+    """Write in-memory activations ``{hook_name: [rows, d]}`` as an activation folder.
+
+    For activations that do not come from a forward (synthetic data, other tools' caches); each
+    row is its own prompt (``prompt_index`` = row, ``position`` 0, ``part`` text).
+    """
+    out = Path(out)
+    rows = {tensor.shape[0] for tensor in tensors.values()}
+    widths = {tensor.shape[1] for tensor in tensors.values()}
+    if len(rows) != 1 or len(widths) != 1:
+        raise VSFAError("write_activations: every hook needs the same [rows, d_model] shape")
+    n, d_model = rows.pop(), widths.pop()
+    config = {"model": model, "hooks": sorted(tensors), "rows": n, "shard_rows": shard_rows}
+    manifest = make_manifest("cache", config)
+    manifest.update(
+        model=model,
+        adapter=None,
+        hook_names=list(tensors),
+        d_model=d_model,
+        dtype=dtype,
+        positions="all",
+        rows=0,
+        shard_rows=shard_rows,
+        shards=[],
+        n_prompts=n,
+        resume={"batch": 0, "skip_rows": 0},
+        complete=False,
+    )
+    if (out / "shards").exists():
+        shutil.rmtree(out / "shards")
+    writer = _ShardWriter(out, manifest, list(tensors), CACHE_DTYPES[dtype])
+    index = torch.arange(n)
+    cols = {
+        "prompt_index": index,
+        "position": torch.zeros(n, dtype=torch.int64),
+        "token_id": torch.full((n,), -1, dtype=torch.int64),
+        "part": torch.full((n,), PART_TEXT, dtype=torch.int64),
+    }
+    writer.add(0, {hook: t.detach().cpu() for hook, t in tensors.items()}, cols)
+    writer.flush((1, 0))
+    _finalize(out, manifest, [], {})
+    return out

@@ -20,6 +20,7 @@ latents), and so are the gradients up to float rounding, so ``sae.save_inference
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,12 @@ class _SparseDecode(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return _SparseDecode._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         sae_in, W_enc, W_dec, acts, crow, cols = ctx.saved_tensors
         n_rows, d_sae = sae_in.shape[0], W_dec.shape[0]
         grad_out = grad_out.contiguous()
@@ -157,7 +164,8 @@ def fast_training_step(
     )
     sae_out = recon + sae.b_dec
     mse_loss = (sae_out - x).pow(2).sum(-1).mean()
-    losses = {"mse_loss": mse_loss}
+    # sae_lens always reports the auxiliary term (zero while no latent is dead)
+    losses = {"mse_loss": mse_loss, "auxiliary_reconstruction_loss": mse_loss.new_tensor(0.0)}
     loss = mse_loss
     if dead_neuron_mask is not None and (num_dead := int(dead_neuron_mask.sum())) > 0:
         # sae_lens's TopK auxiliary loss: the top k_aux dead latents reconstruct the residual.

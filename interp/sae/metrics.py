@@ -191,6 +191,7 @@ def evaluate_sae(
     parts = list(metrics["splice_by_folder"].values())
     for key in ("ce_loss_clean", "ce_loss_spliced", "ce_loss_increase", "kl"):
         metrics[key] = sum(p[key] for p in parts) / len(parts)
+    metrics["splice_tokens"] = sum(p["splice_tokens"] for p in parts)
     return metrics
 
 

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -303,10 +304,12 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None) -> Path:
     if resumed is not None:
         state, fired_ago = resumed
         start_step, history = int(state["step"]), list(state["history"])
-        for _ in range(start_step):
-            scheduler.step()
-            for coefficient in coefficients.values():
-                coefficient.step()
+        with warnings.catch_warnings():  # replaying the schedule before any optimizer step
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start_step):
+                scheduler.step()
+                for coefficient in coefficients.values():
+                    coefficient.step()
         stream.seed = config.seed + start_step  # a fresh shuffle for the remaining steps
     logger = _Logger(config.log, out, asdict(config))
     log_every = max(1, total_steps // 100)
@@ -356,8 +359,8 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None) -> Path:
             with torch.no_grad():
                 residual = (sae_out - x).pow(2).sum()
                 fvu = float(residual / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12))
-            entry = {"step": step, "loss": float(loss), "fvu": fvu, "l0": l0}
-            entry.update({k: float(v) for k, v in losses.items()})
+            entry = {"step": step, "loss": float(loss.detach()), "fvu": fvu, "l0": l0}
+            entry.update({k: float(v.detach()) for k, v in losses.items()})
             history.append(entry)
             logger.log(step, entry)
             progress.set_postfix(loss=f"{entry['loss']:.4g}", fvu=f"{fvu:.3f}", l0=f"{l0:.1f}")
