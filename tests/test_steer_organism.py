@@ -51,7 +51,7 @@ def _sae_or_skip(base_acts: Path, tuned_acts: Path, hook: str, out: Path) -> Pat
         pytest.skip("interp.sae.train_sae has not landed")
     config = sae_stage.SAETrainConfig(
         acts=[str(base_acts), str(tuned_acts)], hook_name=hook, out=str(out), seed=SEED,
-        arch="topk", width=768, k=16, steps=1500, batch_size=1024, device="cpu", quiet=True,
+        arch="topk", width=384, k=16, steps=400, batch_size=512, device="cpu", quiet=True,
     )  # fmt: skip
     return Path(sae_stage.train_sae(config))
 
