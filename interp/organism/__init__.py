@@ -24,9 +24,11 @@ ASSETS = Path(__file__).parent / "assets"
 
 # VSFA fine-tuning recipe for the organism (TrainConfig fields; measured in docs/organism.md).
 ORGANISM_RECIPE: dict[str, Any] = {
-    "method": "full",
-    "lr": 1e-3,
-    "max_steps": 200,
+    "method": "lora",
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lr": 3e-3,
+    "max_steps": 300,
     "batch_size": 16,
     "grad_accum": 1,
     "warmup_ratio": 0.05,
