@@ -119,7 +119,7 @@ class DemoConfig:
         if self.n_random is None:
             self.n_random = 2 if fast else 3
         if self.sae_steps is None:
-            self.sae_steps = 1500
+            self.sae_steps = 600 if fast else 1500
         if not self.seeds:
             raise VSFAError("--seeds: give at least one seed")
         if self.per_category < 1 or self.steer_per_category < 1:
@@ -424,7 +424,12 @@ class Demo:
         if self.config.sae:
             return str(Path(self.config.sae).resolve())
         if self.config.fast:
-            return str(shipped_sae_dir())
+            try:
+                return str(shipped_sae_dir())
+            except VSFAError as error:  # still a working demo: train a small SAE instead
+                if not getattr(self, "_warned_sae", False):
+                    self.echo(f"[demo] {error}; training a small SAE instead")
+                    self._warned_sae = True
         return "trained"
 
     def _hook_name(self, sae_source: str) -> str:
