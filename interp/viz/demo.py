@@ -594,10 +594,7 @@ def shipped_sae_dir() -> Path:
     found = sorted(p.parent for p in folder.glob("*/cfg.json")) if folder.is_dir() else []
     found.sort(key=lambda p: "organism" not in p.name)  # the organism's SAE first (stable)
     if not found:
-        raise VSFAError(
-            f"--fast needs the shipped organism SAE in {folder}, which is missing; "
-            "run the demo without --fast to train one"
-        )
+        raise VSFAError(f"no shipped organism SAE in {folder}")
     return found[0]
 
 
