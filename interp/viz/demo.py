@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -359,7 +360,8 @@ class Demo:
                 else:
                     fields.update(data=vqa[method])
                 out = self.out / "train" / f"{method}-s{seed}"
-                fields.update(model=str(self.paths["base"]), out=str(out))
+                # the step reruns only when something upstream changed: replace the old run
+                fields.update(model=str(self.paths["base"]), out=str(out), overwrite=True)
                 run_dir = train.train(config_mod.TrainConfig.from_dict(fields))
                 runs[method].append(str(run_dir))
         return runs
@@ -406,6 +408,8 @@ class Demo:
                 generation=self._generation(),
                 defense=defense,
                 label={"model": "organism", "method": method, "seed": seed},
+                force=True,  # the step reruns only when the models changed: no stale results
+                overwrite=True,
                 quiet=self.config.quiet,
             )
             dirs.append(out)
@@ -461,6 +465,7 @@ class Demo:
         prompts = self._cache_prompts()
         out = {}
         for name, adapter in (("base", None), ("tuned", tuned)):
+            _fresh(self.out / "cache" / name)
             config = cache.CacheConfig(
                 model=str(self.paths["base"]), adapter=adapter, prompts="organism",
                 hooks=[hook], out=str(self.out / "cache" / name), positions="all",
@@ -475,6 +480,7 @@ class Demo:
         sae = _need("interp.sae", "SAE", "SAETrainConfig", "train_sae")
         cfg = self.config
         vlm = self.vlm()
+        _fresh(self.out / "sae")
         config = sae.SAETrainConfig(
             acts=[caches["base"], caches["tuned"]], out=str(self.out / "sae"), hook_name=hook,
             arch="topk", width=cfg.sae_width or 8 * vlm.d_model, k=cfg.sae_k,
@@ -517,6 +523,7 @@ class Demo:
             ("add", None, [round(a * scale, 3) for a in self.config.alphas]),
             ("ablate", tuned, list(self.config.ablate_scales)),
         ):
+            _fresh(self.out / "steer" / mode)
             sweeps[mode] = steer.steer_sweep(
                 self.vlm(adapter), items, model, latent, mode, alphas, judge,
                 self.out / "steer" / mode, n_random=self.config.n_random,
@@ -552,6 +559,13 @@ def latent_scale(latents: dict[str, Any], latent: int) -> float:
     histogram = ((latents.get("details") or {}).get(str(latent)) or {}).get("histogram") or {}
     values = [float(v) for v in histogram.get("tuned") or histogram.get("base") or []]
     return max(values) if values else 1.0
+
+
+def _fresh(folder: Path) -> None:
+    """Remove a step's old output folder: a step only reruns when its inputs changed, and the
+    stages' own resume checks key on paths, not on the weights behind them."""
+    if folder.exists():
+        shutil.rmtree(folder)
 
 
 def _paths_in(outputs: Any) -> list[str]:
