@@ -337,13 +337,23 @@ class _Contexts:
         prompt = self.prompts[prompt_index] if prompt_index < len(self.prompts) else {}
         ids = prompt.get("token_ids") or []
         token = self.piece(token_id, part)
+        before, after = "", ""  # token ids not recorded: the token alone
         if position < len(ids) and int(ids[position]) == token_id:
-            left = ids[max(0, position - self.width) : position]
-            right = ids[position + 1 : position + 1 + max(1, self.width // 4)]
-            before = "".join(self._collapse(left))
-            after = "".join(self._collapse(right))
-        else:  # token ids not recorded: the token alone
-            before, after = "", ""
+            left = self._collapse(ids[max(0, position - self.width) : position])
+            right = self._collapse(ids[position + 1 : position + 1 + max(1, self.width // 4)])
+            if self.tokenizer is not None and part != 0:
+                # decode the window as a whole, so word-level and SentencePiece tokenizers
+                # keep their spaces; the token is what its id adds to the decoded prefix
+                before = self._decode(left)
+                upto = self._decode([*left, token_id])
+                full = self._decode([*left, token_id, *right])
+                if upto.startswith(before) and full.startswith(upto) and len(upto) > len(before):
+                    token, after = upto[len(before) :], full[len(upto) :]
+                else:
+                    before, after = "", ""
+            if not before and not after:
+                before = "".join(self.piece(i) for i in left)
+                after = "".join(self.piece(i) for i in right)
         return {
             "prompt_id": prompt.get("id", str(prompt_index)),
             "prompt": prompt.get("prompt", ""),
@@ -354,17 +364,20 @@ class _Contexts:
             "token_end": len(before) + len(token),
         }
 
-    def _collapse(self, ids: Sequence[int]) -> list[str]:
-        """Token pieces, with runs of one repeated special token (image patches) shown once."""
-        pieces: list[str] = []
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def _collapse(self, ids: Sequence[int]) -> list[int]:
+        """Token ids, with runs of one repeated special token (image patches) kept once."""
+        kept: list[int] = []
         previous = None
         for token_id in ids:
             token_id = int(token_id)
             if token_id == previous and self._is_special(token_id):
                 continue
-            pieces.append(self.piece(token_id))
+            kept.append(token_id)
             previous = token_id
-        return pieces
+        return kept
 
     def _is_special(self, token_id: int) -> bool:
         special = getattr(self.tokenizer, "all_special_ids", None) or []
