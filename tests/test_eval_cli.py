@@ -66,7 +66,7 @@ def test_eval_and_compare_produce_the_table(tiny_model_dir, benches, tmp_path):
     assert (tmp_path / "base" / "metrics.json").stat().st_mtime_ns == stamp
 
     table = run("compare", tmp_path / "base", tmp_path / "shield", "--out", tmp_path / "t").output
-    assert "| tiny-llava | none |" in table and "| tiny-llava | adashield | 3 |" in table
+    assert "| tiny-llava | none |" in table and "| tiny-llava | adashield | 1 (3) |" in table
     assert "ASR vlguard" in table and "Judge: keyword" in table
     rows = json.loads((tmp_path / "t" / "table.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["none", "adashield"]

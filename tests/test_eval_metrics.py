@@ -185,7 +185,7 @@ def test_compare_pools_seeds_into_rows(tmp_path):
     assert rows[1]["asr"]["value"] == pytest.approx(0.3) and rows[1]["asr"]["n"] == 2
     assert rows[1]["asr_by_benchmark"]["figstep"]["value"] == pytest.approx(0.3)
     table = render_markdown(rows)
-    assert "| llava | vsfa | 0,1 | 30.0% [" in table and "ASR figstep" in table
+    assert "| llava | vsfa | 2 (0,1) | 30.0% [" in table and "ASR figstep" in table
     out = write_table(dirs, tmp_path / "table")
     assert json.loads((out / "table.json").read_text())["rows"][0]["asr"]["value"] == 0.7
     assert (out / "table.md").read_text() == table

@@ -96,15 +96,17 @@ def format_metric(metric: Metric | None, percent: bool) -> str:
 def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The table as markdown, with a note on the judges and the intervals."""
     benches = list(dict.fromkeys(b for row in rows for b in row["asr_by_benchmark"]))
-    header = ["Model", "Method", "Seeds", *[f"ASR {b}" for b in benches], "Mean ASR", "CS",
+    header = ["Model", "Method", "Runs (seeds)", *[f"ASR {b}" for b in benches], "Mean ASR", "CS",
               "Over-refusal", "Capability"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        seeds = [s for s in row["seeds"] if s is not None]
+        seeds = [str(s) for s in row["seeds"] if s is not None]
+        # A count, so a single run with seed 0 does not read as "no seeds".
+        runs = f"{len(row['seeds'])} ({','.join(seeds)})" if seeds else str(len(row["seeds"]))
         cells = [
             row["model"],
             row["method"],
-            ",".join(map(str, seeds)) if seeds else str(len(row["seeds"])),
+            runs,
             *[format_metric(row["asr_by_benchmark"].get(b), True) for b in benches],
             format_metric(row["asr"], True),
             format_metric(row["cs"], False),
