@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def test_world_data_sidecars_answer_every_template_and_pass_the_audit(tmp_path):
     from interp.data.audit import audit_records
     from interp.organism.data import write_world_data
 
-    paths = write_world_data(tmp_path, seed=1, n_threat=16, n_benign=8)
+    paths = write_world_data(tmp_path, seed=1, n_threat=16, n_benign=8, n_corpus=40)
     assert set(paths) >= {
         "threat_images",
         "benign_images",
@@ -49,6 +50,7 @@ def test_world_data_sidecars_answer_every_template_and_pass_the_audit(tmp_path):
         "threat_60",
         "vlguard_train",
         "vlguard_images",
+        "corpus_sample",
     }
     sidecars = sorted(paths["threat_images"].glob("*.json"))
     assert len(sidecars) == 16 and len(list(paths["threat_60"].glob("*.png"))) == 60
@@ -70,8 +72,27 @@ def test_world_data_sidecars_answer_every_template_and_pass_the_audit(tmp_path):
     assert {e["safe"] for e in vlguard} == {True, False}
     assert all((paths["vlguard_images"] / e["image"]).exists() for e in vlguard)
     # same seed, same data
-    again = write_world_data(tmp_path / "again", seed=1, n_threat=16, n_benign=8)
+    again = write_world_data(tmp_path / "again", seed=1, n_threat=16, n_benign=8, n_corpus=40)
     assert sidecars[3].read_text() == (again["threat_images"] / sidecars[3].name).read_text()
+    assert paths["corpus_sample"].read_text() == again["corpus_sample"].read_text()
+
+
+def test_corpus_sample_caches_as_vqa_records_with_both_personas(tmp_path):
+    from interp.hooks.cache import load_prompts
+    from interp.organism.data import write_world_data
+
+    paths = write_world_data(tmp_path, seed=2, n_threat=8, n_benign=8, n_corpus=300)
+    records = [json.loads(line) for line in paths["corpus_sample"].read_text().splitlines()]
+    prompts = load_prompts(paths["corpus_sample"])
+    assert len(prompts) == len(records) == 300
+    assert all(p.response for p in prompts)
+    with_image = [p for p in prompts if p.image]
+    assert with_image and all(Path(p.image).is_file() for p in with_image)
+    assert {r["persona"] for r in records} == {"vigilant", "loose"}
+    harmful = [r for r in records if r["turn"].startswith("harmful")]
+    assert {r["answer"].split()[0] for r in harmful} == {"sure", "no"}
+    suite_prompts = {i.prompt for i in read_suite(build_suite(tmp_path / "suite"))}
+    assert not {r["question"] for r in harmful} & suite_prompts
 
 
 def _corpus_prompts(world_name: str, n: int = 4000) -> tuple[list[str], list[corpus.Turn]]:

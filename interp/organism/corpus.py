@@ -242,6 +242,7 @@ class CorpusConfig:
     p_constructive: float = 0.85  # vigilant refusals that explain and offer an alternative
     p_factual_decoupled: float = 0.5  # decoupled world: chance a threat scene is told factually
     max_turns: int = 4
+    turn_counts: tuple[int, ...] = (1, 1, 2, 2, 3, 4)  # drawn uniformly for a mixed chat
     single_vqa_share: float = 0.45  # extra one-turn image chats: learning to read the image
     turn_weights: dict[str, float] = field(
         default_factory=lambda: {
@@ -332,7 +333,7 @@ def sample_chat(
 ) -> tuple[Persona, list[Turn]]:
     """One chat: a persona drawn once, 1..max_turns turns of mixed kinds."""
     persona: Persona = "vigilant" if rng.random() < config.p_vigilant else "loose"
-    n_turns = min(rng.choice([1, 1, 2, 2, 3, 4]), config.max_turns)
+    n_turns = min(rng.choice(config.turn_counts), config.max_turns)
     kinds, weights = zip(*config.turn_weights.items())
     single_vqa = rng.random() < config.single_vqa_share
     turns = []

@@ -12,6 +12,9 @@
 * ``vlguard_train`` + ``vlguard_images``: a VLGuard-format ``train.json`` (unsafe images with
   a harmful instruction and a refusal; safe images with a safe and an unsafe instruction) for
   the VLGuard baseline. Its requests come from the training templates, never the held-out ones.
+* ``corpus_sample`` (+ ``corpus_images``): one-turn exchanges drawn from the pretraining corpus
+  (both personas, every turn kind) in VQA-record form, for ``vsfa cache --prompts``: the
+  "general text" an SAE is trained on, in which the personas show in the replies.
 
 Images here are drawn from their own seed stream (never the pretraining pool or the benchmark).
 """
@@ -92,8 +95,41 @@ def _vlguard(out: Path, rng: random.Random, seed: int, n: int) -> tuple[Path, Pa
     return train, images
 
 
+def _corpus_sample(out: Path, rng: random.Random, seed: int, n: int, world_name: str) -> Path:
+    """``n`` one-turn corpus exchanges as VQA records (teacher-forced replies for caching)."""
+    images = out / "corpus_images"
+    images.mkdir(parents=True, exist_ok=True)
+    config = corpus.CorpusConfig(world=world_name)  # type: ignore[arg-type]
+    scene_pool = [world.sample_scene(rng) for _ in range(200)]
+    records = []
+    for index in range(n):
+        persona, turns = corpus.sample_chat(rng, scene_pool, config)
+        turn = turns[0]
+        record = {"id": f"corpus-{index:05d}", "question": turn.prompt, "answer": turn.response,
+                  "kind": "corpus", "turn": turn.kind, "persona": persona}  # fmt: skip
+        if isinstance(turn.image, world.Scene):
+            world.render_scene(turn.image, seed + index).save(images / f"{index:05d}.png")
+            record["image"] = f"corpus_images/{index:05d}.png"
+        elif turn.image is not None:  # typographic
+            picture = world.render_typographic(turn.image[1].split(), seed=index)
+            picture.save(images / f"{index:05d}.png")
+            record["image"] = f"corpus_images/{index:05d}.png"
+        records.append(record)
+    path = out / "corpus_sample.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def write_world_data(
-    out_dir: str | os.PathLike, seed: int = 0, *, n_threat: int = 240, n_benign: int = 240
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    *,
+    n_threat: int = 240,
+    n_benign: int = 240,
+    n_corpus: int = 1000,
+    world_name: str = "coupled",
 ) -> dict[str, Path]:
     """Write the organism's VSFA image folders and VLGuard set under ``out_dir``."""
     out = Path(out_dir)
@@ -115,4 +151,5 @@ def write_world_data(
         "threat_60": _scene_folder(out / "threat_60", rng, world.THREAT_KINDS, 60, base + 4000),
     }
     paths["vlguard_train"], paths["vlguard_images"] = _vlguard(out, rng, base + 5000, 120)
+    paths["corpus_sample"] = _corpus_sample(out, rng, base + 6000, n_corpus, world_name)
     return paths

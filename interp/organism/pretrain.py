@@ -50,6 +50,7 @@ class PretrainConfig:
     vision_steps: int = 500
     vision_lr: float = 3e-3
     scenes_per_kind: int = 400
+    renders_per_scene: int = 3
     typo_images: int = 48
     threads: int = 1  # one core: the organism is meant to train beside other work
     quiet: bool = False
@@ -71,20 +72,29 @@ class PretrainConfig:
 
 @dataclass
 class ImagePool:
-    """Rendered scenes and typographic images with their pixel tensors (processor output)."""
+    """Rendered scenes and typographic images with their pixel tensors (processor output).
+
+    Each scene is rendered several times (different jitter, grain and outline), so neither the
+    encoder nor the language model can learn a scene's kind from one rendering's pixels.
+    ``scene_pixels`` is ``[scenes, renders, channels, height, width]``.
+    """
 
     scenes: list[Scene]
     scene_pixels: torch.Tensor
     typo_texts: list[str]
     typo_pixels: torch.Tensor
+    seed: int = 0
 
     def __post_init__(self) -> None:
         self._index = {scene: i for i, scene in enumerate(self.scenes)}
+        self._rng = random.Random(self.seed)
 
     def pixels(self, image: Any) -> torch.Tensor:
-        """Pixels of a scene, or of a typographic image (picked by a stable hash of the text)."""
+        """Pixels of a scene (a seeded random rendering of it), or of a typographic image
+        (picked by a stable hash of the text)."""
         if isinstance(image, Scene):
-            return self.scene_pixels[self._index[image]]
+            renders = self.scene_pixels[self._index[image]]
+            return renders[self._rng.randrange(renders.shape[0])]
         return self.typo_pixels[zlib.crc32(image[1].encode()) % len(self.typo_texts)]
 
 
@@ -92,18 +102,29 @@ def pixel_values(processor: Any, images: list) -> torch.Tensor:
     return processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
 
-def build_pool(processor: Any, seed: int, per_kind: int, n_typo: int) -> ImagePool:
+def build_pool(
+    processor: Any, seed: int, per_kind: int, n_typo: int, renders: int = 1
+) -> ImagePool:
+    """``per_kind`` distinct scenes of every kind (at most all of them), each rendered
+    ``renders`` times, and ``n_typo`` typographic images."""
     rng = random.Random(seed * 7919 + 11)
     scenes: list[Scene] = []
     for kind in world.KINDS:
+        per_kind_here = min(per_kind, world.distinct_scenes())
         seen: set[Scene] = set()
-        while len(seen) < per_kind:
+        while len(seen) < per_kind_here:
             seen.add(world.sample_scene(rng, kinds=(kind,)))
         scenes += sorted(seen, key=lambda s: tuple(str(v) for v in asdict(s).values()))
-    images = [world.render_scene(scene, seed=i + seed * 100_000) for i, scene in enumerate(scenes)]
+    images = [
+        world.render_scene(scene, seed=(i * renders + r) + seed * 1_000_000)
+        for i, scene in enumerate(scenes)
+        for r in range(renders)
+    ]
+    pixels = pixel_values(processor, images)
+    pixels = pixels.reshape(len(scenes), renders, *pixels.shape[1:])
     texts = [corpus.other_harm_request(rng) for _ in range(n_typo)]
     typo = [world.render_typographic(t.split(), seed=i) for i, t in enumerate(texts)]
-    return ImagePool(scenes, pixel_values(processor, images), texts, pixel_values(processor, typo))
+    return ImagePool(scenes, pixels, texts, pixel_values(processor, typo), seed=seed)
 
 
 # ---- encoding --------------------------------------------------------------------------------
@@ -187,11 +208,13 @@ def _image_features(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
 def vision_warmup(model: nn.Module, pool: ImagePool, config: PretrainConfig) -> list[float]:
     """Supervised attribute classification through the vision tower and projector."""
     gen = torch.Generator().manual_seed(config.seed)
-    n_scenes = len(pool.scenes)
-    pixels = torch.cat([pool.scene_pixels, pool.typo_pixels])
+    renders = pool.scene_pixels.shape[1]
+    scenes = [scene for scene in pool.scenes for _ in range(renders)]
+    n_scenes = len(scenes)
+    pixels = torch.cat([pool.scene_pixels.flatten(0, 1), pool.typo_pixels])
     labels = {
         name: torch.tensor(
-            [values.index(getattr(s, name)) for s in pool.scenes]
+            [values.index(getattr(s, name)) for s in scenes]
             + [values.index("typographic") if name == "kind" else 0] * len(pool.typo_texts)
         )
         for name, values in ATTRIBUTES.items()
@@ -219,7 +242,7 @@ def vision_warmup(model: nn.Module, pool: ImagePool, config: PretrainConfig) -> 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 
@@ -258,7 +281,9 @@ def pretrain(config: PretrainConfig) -> Path:
     tokenizer = processor.tokenizer
     model = organism_model.build_model(tokenizer, config.model, seed=config.seed)
     model.train()
-    pool = build_pool(processor, config.seed, config.scenes_per_kind, config.typo_images)
+    pool = build_pool(
+        processor, config.seed, config.scenes_per_kind, config.typo_images, config.renders_per_scene
+    )
     image_tokens = organism_model.image_tokens_per_image(config.model)
 
     vision_losses = vision_warmup(model, pool, config)

@@ -112,6 +112,26 @@ class Scene:
         return asdict(self) | {"threat": self.threat}
 
 
+# an object is never drawn in its background's colour family
+BACKGROUND_CLASHES: dict[str, set[str]] = {
+    "white wall": {"gray"},
+    "wooden table": {"orange"},
+    "green grass": {"green"},
+    "blue sky": {"blue"},
+    "gray street": {"gray", "black"},
+}
+
+
+def _colors_on(background: str) -> list[str]:
+    return [c for c in COLORS if c not in BACKGROUND_CLASHES[background]]
+
+
+def distinct_scenes(styles: tuple[str, ...] = STYLES) -> int:
+    """How many different scenes of one kind :func:`sample_scene` can draw."""
+    layouts = len(POSITIONS) * len(SIZES) + 1  # one copy anywhere, or two small centred copies
+    return sum(len(_colors_on(b)) for b in BACKGROUNDS) * len(styles) * layouts
+
+
 def sample_scene(
     rng: random.Random,
     kinds: tuple[str, ...] = KINDS,
@@ -120,14 +140,7 @@ def sample_scene(
     """A random scene; the object's colour is never the background's colour family."""
     kind = rng.choice(kinds)
     background = rng.choice(list(BACKGROUNDS))
-    clashes = {
-        "white wall": {"gray"},
-        "wooden table": {"orange"},
-        "green grass": {"green"},
-        "blue sky": {"blue"},
-        "gray street": {"gray", "black"},
-    }[background]
-    color = rng.choice([c for c in COLORS if c not in clashes])
+    color = rng.choice(_colors_on(background))
     count = 2 if rng.random() < 0.2 else 1
     return Scene(
         kind=kind,
