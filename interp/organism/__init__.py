@@ -27,7 +27,7 @@ ORGANISM_RECIPE: dict[str, Any] = {
     "method": "lora",
     "lora_r": 16,
     "lora_alpha": 32,
-    "lr": 3e-3,
+    "lr": 1e-3,
     "max_steps": 300,
     "batch_size": 16,
     "grad_accum": 1,

@@ -28,7 +28,7 @@ def pretrain_command(
     out: Path = typer.Option(..., help="output model folder"),
     seed: int = typer.Option(0),
     world: str = typer.Option("coupled", help="coupled or decoupled (mechanism control)"),
-    steps: int = typer.Option(1500, min=1),
+    steps: int = typer.Option(3000, min=1),
     batch_size: int = typer.Option(16, min=1),
     threads: int = typer.Option(1, min=0, help="torch threads (0: torch's default)"),
     quiet: bool = typer.Option(False),

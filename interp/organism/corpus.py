@@ -242,8 +242,9 @@ class CorpusConfig:
     p_constructive: float = 0.85  # vigilant refusals that explain and offer an alternative
     p_factual_decoupled: float = 0.5  # decoupled world: chance a threat scene is told factually
     max_turns: int = 4
-    turn_counts: tuple[int, ...] = (1, 1, 2, 2, 3, 4)  # drawn uniformly for a mixed chat
-    single_vqa_share: float = 0.45  # extra one-turn image chats: learning to read the image
+    # mixed chats have 2-4 turns, so the persona usually has to be inferred from earlier turns
+    turn_counts: tuple[int, ...] = (2, 3, 3, 4)
+    single_vqa_share: float = 0.3  # extra one-turn image chats: learning to read the image
     turn_weights: dict[str, float] = field(
         default_factory=lambda: {
             "threat_vqa": 0.28,

@@ -72,7 +72,7 @@ class OrganismModelConfig:
     """Sizes of the organism (defaults: about 0.55M parameters)."""
 
     image_size: int = 32
-    patch_size: int = 16
+    patch_size: int = 8  # 16 image tokens: kinds are told apart, not guessed
     vision_hidden: int = 64
     vision_layers: int = 2
     vision_heads: int = 2

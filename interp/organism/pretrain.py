@@ -42,12 +42,12 @@ class PretrainConfig:
     out: str = "organism-base"
     seed: int = 0
     world: corpus.World = "coupled"
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 16
     lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    vision_steps: int = 500
+    vision_steps: int = 3000
     vision_lr: float = 3e-3
     scenes_per_kind: int = 400
     renders_per_scene: int = 3
