@@ -2,9 +2,10 @@
 
 Pipeline (seeded): the shipped base organism; VSFA fine-tuning with ``ORGANISM_RECIPE`` on
 neutral VQA about the world's threat images; residual caches of both models on the organism
-benchmark's prompts; an SAE on those caches (or ``VSFA_ORGANISM_SAE``); ``diff_latents`` picks
-the latent; then ``steer_sweep`` adds it to the base model and ablates it from the VSFA model,
-with random-latent controls.
+benchmark's prompts and on a sample of the pretraining corpus (where the personas show); an SAE
+on those four caches (or ``VSFA_ORGANISM_SAE``); ``diff_latents`` picks the latent from the
+benchmark caches; then ``steer_sweep`` adds it to the base model and ablates it from the VSFA
+model, with random-latent controls.
 
 Bars (issue 6): adding the latent lowers ASR by >= 10 points at some alpha while capability
 drops <= 5 points; ablating it from VSFA raises ASR by >= 10 points; the random-latent control
@@ -42,7 +43,7 @@ def _organism_or_skip():
         pytest.skip(str(error))
 
 
-def _sae_or_skip(base_acts: Path, tuned_acts: Path, hook: str, out: Path) -> Path:
+def _sae_or_skip(acts: list[Path], hook: str, out: Path) -> Path:
     shipped = os.environ.get("VSFA_ORGANISM_SAE")
     if shipped:
         return Path(shipped)
@@ -50,8 +51,8 @@ def _sae_or_skip(base_acts: Path, tuned_acts: Path, hook: str, out: Path) -> Pat
     if not hasattr(sae_stage, "train_sae"):
         pytest.skip("interp.sae.train_sae has not landed")
     config = sae_stage.SAETrainConfig(
-        acts=[str(base_acts), str(tuned_acts)], hook_name=hook, out=str(out), seed=SEED,
-        arch="topk", width=384, k=16, steps=400, batch_size=512, device="cpu", quiet=True,
+        acts=[str(path) for path in acts], hook_name=hook, out=str(out), seed=SEED,
+        arch="topk", width=384, k=16, steps=600, batch_size=512, device="cpu", quiet=True,
     )  # fmt: skip
     return Path(sae_stage.train_sae(config))
 
@@ -63,7 +64,13 @@ def test_persona_latent_steers_the_organism(tmp_path_factory):
     from interp.data.vqa import BuildConfig, build_vqa
     from interp.eval.generation import GenerationConfig
     from interp.eval.judges import make_judge
-    from interp.hooks.cache import ActivationStore, CacheConfig, CachePrompt, cache_activations_for
+    from interp.hooks.cache import (
+        ActivationStore,
+        CacheConfig,
+        CachePrompt,
+        cache_activations_for,
+        load_prompts,
+    )
     from interp.models import load_vlm
     from interp.steer import steer_sweep
     from interp.steer.commands import open_sae
@@ -71,8 +78,8 @@ def test_persona_latent_steers_the_organism(tmp_path_factory):
 
     work = Path(os.environ.get("VSFA_ORGANISM_WORK") or tmp_path_factory.mktemp("organism"))
     run = os.environ.get("VSFA_ORGANISM_RUN")  # an existing VSFA run of that base
+    world = organism.write_world_data(work / "world", seed=SEED)
     if not run:
-        world = organism.write_world_data(work / "world", seed=SEED)
         vqa = work / "vqa.jsonl"
         images = str(world["threat_images"])
         build_vqa(BuildConfig(images=images, out=str(vqa), seed=SEED, quiet=True))
@@ -91,12 +98,18 @@ def test_persona_latent_steers_the_organism(tmp_path_factory):
         CachePrompt(id=i.key, prompt=i.prompt, image=i.image_path, kind=i.kind, category=i.category)
         for i in diff_items
     ]
+    corpus_prompts = load_prompts(world["corpus_sample"])
     caches = {}
-    for name, vlm in (("base", base), ("tuned", tuned)):
+    for name, vlm, batch in (
+        ("base", base, prompts),
+        ("tuned", tuned, prompts),
+        ("base_corpus", base, corpus_prompts),
+        ("tuned_corpus", tuned, corpus_prompts),
+    ):
         config = CacheConfig(model=str(base_dir), prompts="-", hooks=[hook],
                              out=str(work / f"acts_{name}"), device="cpu", quiet=True)  # fmt: skip
-        caches[name] = cache_activations_for(vlm, prompts, config)
-    sae_dir = _sae_or_skip(caches["base"], caches["tuned"], hook, work / "sae")
+        caches[name] = cache_activations_for(vlm, batch, config)
+    sae_dir = _sae_or_skip(list(caches.values()), hook, work / "sae")
     sae = open_sae(sae_dir)
     latents = diff_latents(
         sae, ActivationStore(caches["base"]), ActivationStore(caches["tuned"]),
