@@ -315,8 +315,8 @@ def pretrain(config: PretrainConfig) -> Path:
         tokens_seen += int(batch["attention_mask"].sum())
         rate = tokens_seen / max(1e-6, time.time() - train_started)
         if step % 20 == 0 or step == config.steps - 1:
-            history.append({"step": step, "loss": float(loss), "tokens_per_s": rate})
-            bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{rate:,.0f}")
+            history.append({"step": step, "loss": loss.item(), "tokens_per_s": rate})
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
     model.eval()
     organism_model.save_organism(model, processor, out)
     write_json_atomic(out / "history.json", {"vision": vision_losses[::10], "pretrain": history})
