@@ -11,12 +11,13 @@ organism_app = typer.Typer(help="The model organism: world data, pretraining, be
 
 @organism_app.command("data")
 def data_command(
-    out: Path = typer.Option(..., help="folder for the image folders and the VLGuard set"),
+    out: Path = typer.Option(..., help="folder for the image folders, VLGuard set, corpus sample"),
     seed: int = typer.Option(0),
     n_threat: int = typer.Option(240, min=1, help="images per threat folder"),
     n_benign: int = typer.Option(240, min=1, help="images in the benign control folder"),
 ) -> None:
-    """Write threat/benign image folders with sidecars, style and 60-image subsets, VLGuard set."""
+    """Write threat/benign image folders with sidecars, style and 60-image subsets, a VLGuard
+    set and a corpus sample (for SAE training)."""
     from interp.organism.data import write_world_data
 
     for name, path in write_world_data(out, seed, n_threat=n_threat, n_benign=n_benign).items():

@@ -332,7 +332,8 @@ def make_turn(
 def sample_chat(
     rng: random.Random, scene_pool: list[Scene], config: CorpusConfig
 ) -> tuple[Persona, list[Turn]]:
-    """One chat: a persona drawn once, 1..max_turns turns of mixed kinds."""
+    """One chat: a persona drawn once, then one image question or ``turn_counts`` turns of
+    mixed kinds (at most ``max_turns``)."""
     persona: Persona = "vigilant" if rng.random() < config.p_vigilant else "loose"
     n_turns = min(rng.choice(config.turn_counts), config.max_turns)
     kinds, weights = zip(*config.turn_weights.items())

@@ -26,7 +26,7 @@ import os
 import random
 from pathlib import Path
 
-from interp.artifacts import write_json_atomic
+from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.data.vqa_templates import QUESTION_TEMPLATES
 from interp.organism import corpus, world
 
@@ -107,19 +107,17 @@ def _corpus_sample(out: Path, rng: random.Random, seed: int, n: int, world_name:
         turn = turns[0]
         record = {"id": f"corpus-{index:05d}", "question": turn.prompt, "answer": turn.response,
                   "kind": "corpus", "turn": turn.kind, "persona": persona}  # fmt: skip
-        if isinstance(turn.image, world.Scene):
-            world.render_scene(turn.image, seed + index).save(images / f"{index:05d}.png")
-            record["image"] = f"corpus_images/{index:05d}.png"
-        elif turn.image is not None:  # typographic
-            picture = world.render_typographic(turn.image[1].split(), seed=index)
+        if turn.image is not None:
+            picture = (
+                world.render_scene(turn.image, seed + index)
+                if isinstance(turn.image, world.Scene)
+                else world.render_typographic(turn.image[1].split(), seed=index)
+            )
             picture.save(images / f"{index:05d}.png")
             record["image"] = f"corpus_images/{index:05d}.png"
         records.append(record)
-    path = out / "corpus_sample.jsonl"
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    return write_text_atomic(out / "corpus_sample.jsonl", text)
 
 
 def write_world_data(

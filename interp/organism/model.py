@@ -69,7 +69,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 @dataclass
 class OrganismModelConfig:
-    """Sizes of the organism (defaults: about 0.55M parameters)."""
+    """Sizes of the organism (defaults: about 0.58M parameters)."""
 
     image_size: int = 32
     patch_size: int = 8  # 16 image tokens: kinds are told apart, not guessed

@@ -109,10 +109,10 @@ def build_pool(
     ``renders`` times, and ``n_typo`` typographic images."""
     rng = random.Random(seed * 7919 + 11)
     scenes: list[Scene] = []
+    per_kind = min(per_kind, world.distinct_scenes())
     for kind in world.KINDS:
-        per_kind_here = min(per_kind, world.distinct_scenes())
         seen: set[Scene] = set()
-        while len(seen) < per_kind_here:
+        while len(seen) < per_kind:
             seen.add(world.sample_scene(rng, kinds=(kind,)))
         scenes += sorted(seen, key=lambda s: tuple(str(v) for v in asdict(s).values()))
     images = [
