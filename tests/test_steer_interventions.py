@@ -162,6 +162,57 @@ def test_ablate_removes_the_latent_and_keeps_the_rest(tiny_vlm, family):
     torch.testing.assert_close(acts_y[..., 1:], acts_x[..., 1:], atol=1e-4, rtol=0)
 
 
+def _as_topk(sae):
+    """The same weights as a TopK SAE with k = d_sae (no competition): the sae_lens encode path."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    cfg = TopKSAEConfig(
+        d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, k=sae.cfg.d_sae, metadata=sae.cfg.metadata
+    )
+    topk = TopKSAE(cfg)
+    topk.load_state_dict(sae.state_dict())
+    return topk
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk"])
+def test_ablate_and_clamp_a_set_of_latents_together(tiny_vlm, kind):
+    vlm = tiny_vlm("llava")
+    sae = _orthonormal_sae(vlm, first=_mean_residual(vlm))
+    sae = sae if kind == "relu" else _as_topk(sae)
+    chosen = [0, 3, 5]
+    rest = [i for i in range(16) if i not in chosen]
+    inputs = _inputs(vlm)
+    before, after = [], []
+    with _record(vlm, before), ablate_latent(vlm, sae, chosen), _record(vlm, after):
+        vlm.model(**inputs)
+    x, y = before[0], after[0]
+    acts_x, acts_y = sae.encode(x), sae.encode(y)
+    assert (acts_x[..., chosen] > 0).any(-1).float().mean() > 0.5  # the set fires
+    assert acts_y[..., chosen].abs().max() < 1e-4  # every latent of the set is gone ...
+    expected = -acts_x[..., chosen] @ sae.W_dec[chosen]  # ... by exactly their contributions
+    torch.testing.assert_close(y - x, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(acts_y[..., rest], acts_x[..., rest], atol=1e-4, rtol=0)
+
+    after = []
+    with clamp_latent(vlm, sae, chosen, 2.5), _record(vlm, after):
+        vlm.model(**inputs)
+    reread = latent_activation(sae, after[0], chosen)
+    assert reread.shape == (*x.shape[:-1], 3)
+    fired = acts_x[..., chosen] > 0  # a ReLU hides the clamp where a latent was negative
+    expected = torch.full_like(reread[fired], 2.5)
+    torch.testing.assert_close(reread[fired], expected, atol=1e-4, rtol=0)
+
+
+def test_add_a_set_adds_the_sum_of_decoder_rows(tiny_vlm):
+    vlm = tiny_vlm("llava")
+    sae = _orthonormal_sae(vlm)
+    before, after = [], []
+    with _record(vlm, before), add_latent(vlm, sae, [2, 7], 1.5), _record(vlm, after):
+        vlm.model(**_inputs(vlm))
+    expected = 1.5 * (sae.W_dec[2] + sae.W_dec[7])
+    torch.testing.assert_close(after[0] - before[0], expected.expand_as(before[0]))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_clamp_sets_the_latent(tiny_vlm, family):
     vlm = tiny_vlm(family)
@@ -226,6 +277,12 @@ def test_bad_input_errors(tiny_vlm):
         ablate_latent(vlm, sae, 16)
     with pytest.raises(VSFAError, match="out of range"):
         clamp_latent(vlm, sae, -1, 1.0)
+    with pytest.raises(VSFAError, match="out of range"):
+        ablate_latent(vlm, sae, [1, 16])
+    with pytest.raises(VSFAError, match="repeat"):
+        ablate_latent(vlm, sae, [1, 2, 1])
+    with pytest.raises(VSFAError, match="at least one"):
+        add_latent(vlm, sae, [], 1.0)
     with pytest.raises(VSFAError, match="decoder layers"):
         ablate_latent(vlm, sae, 0, hook_name="blocks.99.hook_resid_post")
     with pytest.raises(VSFAError, match="unknown positions"):

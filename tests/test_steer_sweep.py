@@ -91,6 +91,34 @@ def test_sweep_curve_controls_and_resume(tiny_vlm, tmp_path):
     assert (out / "latent_2" / "alpha_6" / "generations.jsonl").stat().st_mtime_ns == stamp
 
 
+def test_sweep_steers_a_set_against_random_sets_of_the_same_size(tiny_vlm, tmp_path):
+    from interp.eval.generation import GenerationConfig
+    from interp.eval.judges import make_judge
+    from interp.steer.sweep import pick_random_latents
+
+    vlm = tiny_vlm("llava")
+    sae = _sae(vlm.d_model)
+    generation = GenerationConfig(max_new_tokens=6, batch_size=4)
+    out = tmp_path / "sweep"
+    result = steer_sweep(
+        vlm, _items(tmp_path), sae, [2, 9], "ablate", [0, 1], make_judge("keyword"), out, 2,
+        generation=generation, n_boot=20, quiet=True, seed=3,
+    )  # fmt: skip
+    assert result["latent"] == [2, 9]
+    randoms = result["random_latents"]
+    assert len(randoms) == 2 and all(len(other) == 2 for other in randoms)
+    drawn = [i for other in randoms for i in other]
+    assert len(set(drawn)) == 4 and not {2, 9} & set(drawn)  # disjoint, never the chosen ones
+    assert (out / "latent_2+9" / "alpha_1" / "generations.jsonl").exists()
+    assert (out / f"random_{randoms[0][0]}+{randoms[0][1]}" / "alpha_1").exists()
+    assert "latent 2+9" in (out / "steering.md").read_text()
+    # the draw is seeded, and a single latent still gets plain indices
+    assert pick_random_latents(sae, [2, 9], 2, 3) == randoms
+    assert all(isinstance(i, int) for i in pick_random_latents(sae, 2, 3, 0))
+    with pytest.raises(VSFAError, match="n-random"):
+        pick_random_latents(sae, [0, 1, 2, 3], 4, 0)  # 12 others cannot make 4 sets of 4
+
+
 def test_sweep_bad_input(tiny_vlm, tmp_path):
     from interp.eval.judges import make_judge
 
@@ -175,3 +203,21 @@ def test_cli_diff_finds_a_latent_planted_by_steering(tiny_vlm, tiny_model_dir, t
          "1", "--alphas", "0,x", "--bench", f"jsonl={bench}", "--out", str(out)],
     )  # fmt: skip
     assert bad.exit_code != 0 and "not a number" in str(bad.exception)
+    bad = runner.invoke(
+        app,
+        ["steer", "--model", str(tiny_model_dir("llava")), "--sae", str(sae_dir), "--latent",
+         "1,two", "--bench", f"jsonl={bench}", "--out", str(out)],
+    )  # fmt: skip
+    assert bad.exit_code != 0 and "indices like" in str(bad.exception)
+    # a set from the command line: steered together, against random sets of its size
+    out = tmp_path / "steer-set"
+    result = runner.invoke(
+        app,
+        ["steer", "--model", str(tiny_model_dir("llava")), "--sae", str(sae_dir),
+         "--latent", "5,3", "--mode", "ablate", "--alphas", "0,1",
+         "--bench", f"jsonl={bench}", "--out", str(out), "--n-random", "1",
+         "--max-new-tokens", "3", "--device", "cpu", "--n-boot", "20", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sweep = json.loads((out / "steering.json").read_text())
+    assert sweep["latent"] == [5, 3] and len(sweep["random_latents"][0]) == 2

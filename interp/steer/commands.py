@@ -33,7 +33,8 @@ def open_sae(path: str | Path, device: str = "cpu") -> Any:
         raise VSFAError(f"--sae {path} cannot be loaded: {error}") from None
 
 
-def _latent_from_file(latents_file: Path) -> int:
+def _latent_from_file(latents_file: Path) -> int | list[int]:
+    """The diff's selected latent (or set, when it selected several)."""
     from interp.artifacts import read_json
 
     data = read_json(latents_file)
@@ -42,7 +43,17 @@ def _latent_from_file(latents_file: Path) -> int:
         raise VSFAError(
             f"{latents_file}: the diff selected no latent (nothing significant); pass --latent"
         )
-    return int(chosen[0])
+    return int(chosen[0]) if len(chosen) == 1 else [int(i) for i in chosen]
+
+
+def parse_latents(text: str) -> int | list[int]:
+    """``"7"`` -> 7; ``"7,12,40"`` -> a set steered together; a clear error otherwise."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise VSFAError(f"--latent {text!r}: expected an index or indices like 7,12,40") from None
+    return values[0] if len(values) == 1 else values
 
 
 @latents_app.command("diff")
@@ -108,9 +119,11 @@ def steer_command(
     bench: list[str] = typer.Option(..., "--bench", help="NAME or NAME=PATH (repeatable)"),
     out: Path = typer.Option(..., "--out", "-o", help="sweep folder"),
     adapter: Path | None = typer.Option(None, help="PEFT adapter or training run folder"),
-    latent: int | None = typer.Option(None, help="latent index to steer"),
+    latent: str | None = typer.Option(
+        None, help="latent index to steer, or several (7,12,40) steered together"
+    ),
     latents: Path | None = typer.Option(
-        None, help="latents.json: steer its selected latent; its diff of means is the baseline"
+        None, help="latents.json: steer its selected latent(s); its diff of means is the baseline"
     ),
     mode: str = typer.Option("add", help="add, ablate or clamp"),
     alphas: str = typer.Option(
@@ -134,7 +147,7 @@ def steer_command(
     seed: int = typer.Option(0, help="seed of the random latents and of sampling"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Dose-response sweep of one latent through the eval harness, with controls."""
+    """Dose-response sweep of one latent (or a set) through the eval harness, with controls."""
     from interp.eval.commands import load_items
     from interp.eval.generation import GenerationConfig
     from interp.eval.judges import make_judge
@@ -147,7 +160,9 @@ def steer_command(
     if latent is None:
         if latents is None:
             raise VSFAError("give --latent I or --latents latents.json (its selected latent)")
-        latent = _latent_from_file(latents)
+        chosen = _latent_from_file(latents)
+    else:
+        chosen = parse_latents(latent)
     dom_source = diff_of_means or latents
     items = load_items(bench, per_category, seed)
     generation = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
@@ -156,7 +171,7 @@ def steer_command(
     vlm = load_vlm(model, device=device, dtype=dtype, adapter=adapter)
     sae_model = open_sae(sae, device=str(vlm.device))
     result = steer_sweep(
-        vlm, items, sae_model, latent, mode, alpha_values, judge_impl, out, n_random,
+        vlm, items, sae_model, chosen, mode, alpha_values, judge_impl, out, n_random,
         hook_name=hook, positions=positions, generation=generation, diff_of_means=dom_source,
         dom_alphas=dom_values, seed=seed, n_boot=n_boot, quiet=quiet,
         label={"model": Path(model.rstrip("/")).name or model,

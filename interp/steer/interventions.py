@@ -20,7 +20,7 @@ prompt, so a batch shares one split.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Literal
 
@@ -156,14 +156,31 @@ def check_latent(sae: Any, latent: int) -> int:
     return latent
 
 
-def latent_direction(sae: Any, latent: int) -> torch.Tensor:
-    """The latent's decoder row ``W_dec[latent]`` (``[d_in]``, float32, detached).
+Latents = int | Sequence[int]
+"""One latent index, or a set of them steered together (the persona is often split across a
+few latents of a small SAE)."""
 
-    Adding ``alpha *`` this raises the latent's contribution as if it fired ``alpha`` higher, so
-    alphas are in the latent's own activation units (compare with its mean activation).
+
+def check_latents(sae: Any, latents: Latents) -> list[int]:
+    """One index or several -> distinct in-range indices, in the order given."""
+    chosen = [latents] if isinstance(latents, int) else list(latents)
+    if not chosen:
+        raise VSFAError("give at least one latent to steer")
+    chosen = [check_latent(sae, latent) for latent in chosen]
+    if len(set(chosen)) != len(chosen):
+        raise VSFAError(f"latents {chosen} repeat an index")
+    return chosen
+
+
+def latent_direction(sae: Any, latents: Latents) -> torch.Tensor:
+    """The latent's decoder row ``W_dec[latent]`` (``[d_in]``, float32, detached); for a set,
+    the sum of their rows.
+
+    Adding ``alpha *`` this raises each latent's contribution as if it fired ``alpha`` higher,
+    so alphas are in the latents' own activation units (compare with their mean activation).
     """
-    check_latent(sae, latent)
-    return sae.W_dec[latent].detach().float().clone()
+    chosen = check_latents(sae, latents)
+    return sae.W_dec[chosen].detach().float().sum(0).clone()
 
 
 def _output_scale(sae: Any, x: torch.Tensor) -> torch.Tensor | float:
@@ -181,14 +198,16 @@ def _output_scale(sae: Any, x: torch.Tensor) -> torch.Tensor | float:
     return 1.0
 
 
-def latent_activation(sae: Any, x: torch.Tensor, latent: int) -> torch.Tensor:
-    """The SAE's activation of ``latent`` on residuals ``x[..., d_in]`` -> ``x.shape[:-1]``."""
+def latent_activation(sae: Any, x: torch.Tensor, latents: Latents) -> torch.Tensor:
+    """The SAE's activation of ``latents`` on residuals ``x[..., d_in]``: ``x.shape[:-1]`` for
+    one index, ``[..., n]`` for a list of ``n``."""
     from sae_lens.saes.standard_sae import StandardSAE
 
-    if type(sae) is StandardSAE:  # ReLU SAE: one encoder column suffices
+    index = latents if isinstance(latents, int) else list(latents)
+    if type(sae) is StandardSAE:  # ReLU SAE: the chosen encoder columns suffice
         sae_in = sae.process_sae_in(x)
-        return torch.relu(sae_in @ sae.W_enc[:, latent] + sae.b_enc[latent])
-    return sae.encode(x)[..., latent]  # TopK / JumpReLU ...: need the whole code
+        return torch.relu(sae_in @ sae.W_enc[:, index] + sae.b_enc[index])
+    return sae.encode(x)[..., index]  # TopK / JumpReLU ...: need the whole code
 
 
 class _SAEVectors:
@@ -236,9 +255,12 @@ def project_out_edit(direction: torch.Tensor, scale: float = 1.0) -> Edit:
     return edit
 
 
-def _plain_relu_latent(sae: Any, latent: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """For a plain ReLU SAE (no run-time normalisation or reshaping), ``f_i`` as one dot
-    product with cached vectors: no sae_lens hook points on the per-token path."""
+def _plain_relu_latents(
+    sae: Any, latents: list[int]
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """For a plain ReLU SAE (no run-time normalisation or reshaping), ``f`` of the chosen
+    latents as one matrix product with cached weights: no sae_lens hook points on the per-token
+    path."""
     from sae_lens.saes.standard_sae import StandardSAE
 
     cfg = sae.cfg
@@ -250,37 +272,42 @@ def _plain_relu_latent(sae: Any, latent: int) -> Callable[[torch.Tensor], torch.
     if not plain:
         return None
     with torch.no_grad():
-        w = sae.W_enc[:, latent].detach().float().clone()
+        w = sae.W_enc[:, latents].detach().float().clone()
         # (x - b_dec) @ w + b = x @ w + (b - b_dec @ w)
-        shift = sae.b_enc[latent].detach().float() - float(cfg.apply_b_dec_to_input) * (
+        shift = sae.b_enc[latents].detach().float() - float(cfg.apply_b_dec_to_input) * (
             sae.b_dec.detach().float() @ w
         )
-    weights = _SAEVectors(w)
-    offset = float(shift)
+    weights, offsets = _SAEVectors(w), _SAEVectors(shift)
 
     def activation(x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x @ weights.like(x) + offset)
+        return torch.relu(x @ weights.like(x) + offsets.like(x))
 
     return activation
 
 
-def latent_edit(sae: Any, latent: int, *, value: float | None = None, scale: float = 1.0) -> Edit:
-    """Move one SAE latent's contribution ``f_i(h) * W_dec[i]``, leaving the rest of ``h``.
+def latent_edit(
+    sae: Any, latents: Latents, *, value: float | None = None, scale: float = 1.0
+) -> Edit:
+    """Move the chosen latents' contributions ``f_i(h) * W_dec[i]``, leaving the rest of ``h``.
 
-    ``value=None`` ablates: the latent's activation becomes ``(1 - scale) * f_i`` (``scale`` 1
-    removes it, 2 reverses it). A ``value`` clamps it: ``h + (value - f_i(h)) * W_dec[i]``.
+    ``value=None`` ablates: each activation becomes ``(1 - scale) * f_i`` (``scale`` 1 removes
+    it, 2 reverses it). A ``value`` clamps: ``h + sum_i (value - f_i(h)) * W_dec[i]``. A set is
+    encoded once, so its latents are edited together, not one after another.
     """
-    check_latent(sae, latent)
-    fast = _plain_relu_latent(sae, latent)
+    chosen = check_latents(sae, latents)
+    fast = _plain_relu_latents(sae, chosen)
+    keep = 1.0 - float(scale)
+
+    def target_of(acts: torch.Tensor) -> torch.Tensor:
+        return acts * keep if value is None else torch.full_like(acts, float(value))
+
     if fast is not None:
-        decoder = _SAEVectors(sae.W_dec[latent].detach().float())
-        keep = 1.0 - float(scale)
+        decoder = _SAEVectors(sae.W_dec[chosen].detach().float())
 
         def fast_edit(hidden: torch.Tensor) -> torch.Tensor:
             x = hidden.float()
             acts = fast(x)
-            target = acts * keep if value is None else torch.full_like(acts, value)
-            change = (target - acts).unsqueeze(-1) * decoder.like(x)
+            change = (target_of(acts) - acts) @ decoder.like(x)
             return hidden + change.to(hidden.dtype)
 
         return fast_edit
@@ -289,9 +316,8 @@ def latent_edit(sae: Any, latent: int, *, value: float | None = None, scale: flo
         model = _sae_on(sae, hidden)
         x = hidden.to(model.W_dec.dtype)
         with torch.no_grad():
-            acts = latent_activation(model, x, latent)
-            target = acts * (1.0 - float(scale)) if value is None else torch.full_like(acts, value)
-            change = (target - acts).unsqueeze(-1) * model.W_dec[latent] * _output_scale(model, x)
+            acts = latent_activation(model, x, chosen)
+            change = (target_of(acts) - acts) @ model.W_dec[chosen] * _output_scale(model, x)
         return hidden + change.to(hidden.dtype)
 
     return edit
@@ -325,12 +351,13 @@ def project_out(
 def ablate_latent(
     vlm: VLM,
     sae: Any,
-    latent: int,
+    latent: Latents,
     scale: float = 1.0,
     positions: Positions = "all",
     hook_name: str | None = None,
 ) -> Any:
-    """Subtract ``scale * f_i(h) * W_dec[i]`` at the SAE's hook (``scale`` 1: full ablation)."""
+    """Subtract ``scale * f_i(h) * W_dec[i]`` at the SAE's hook (``scale`` 1: full ablation);
+    for a set of latents, of each of them."""
     hook_name = sae_hook_name(sae, hook_name)
     check_sae_fits(vlm, sae, hook_name)
     return intervene(vlm, hook_name, latent_edit(sae, latent, scale=scale), positions)
@@ -339,12 +366,12 @@ def ablate_latent(
 def clamp_latent(
     vlm: VLM,
     sae: Any,
-    latent: int,
+    latent: Latents,
     value: float,
     positions: Positions = "all",
     hook_name: str | None = None,
 ) -> Any:
-    """Set the latent's activation to ``value`` at the SAE's hook."""
+    """Set the latent's activation (each latent's, for a set) to ``value`` at the SAE's hook."""
     hook_name = sae_hook_name(sae, hook_name)
     check_sae_fits(vlm, sae, hook_name)
     return intervene(vlm, hook_name, latent_edit(sae, latent, value=float(value)), positions)
@@ -353,12 +380,13 @@ def clamp_latent(
 def add_latent(
     vlm: VLM,
     sae: Any,
-    latent: int,
+    latent: Latents,
     alpha: float,
     positions: Positions = "all",
     hook_name: str | None = None,
 ) -> Any:
-    """Add ``alpha * W_dec[latent]`` at the SAE's hook."""
+    """Add ``alpha * W_dec[latent]`` (for a set: ``alpha *`` the sum of their rows) at the SAE's
+    hook."""
     hook_name = sae_hook_name(sae, hook_name)
     check_sae_fits(vlm, sae, hook_name)
     return add_direction(vlm, hook_name, latent_direction(sae, latent), alpha, positions)

@@ -1,10 +1,14 @@
 """Dose-response sweep of one steering intervention through the eval harness, with controls.
 
+The steered unit is one SAE latent or a set of them (edited together, see
+:func:`interp.steer.interventions.latent_edit`).
+
 For each alpha the model is evaluated (``interp.eval.run.evaluate``: generation with the
 steering hook entered around every batch, judging, metrics with bootstrap CIs). Controls:
 
-* **random latents** (``n_random``, seeded): the same intervention on other latents; for ``add``
-  their decoder rows are rescaled to the chosen latent's norm, so only the direction differs.
+* **random latents** (``n_random``, seeded): the same intervention on other latents (sets of
+  the same size for a set); for ``add`` their decoder direction is rescaled to the chosen one's
+  norm, so only the direction differs.
 * **difference of means** (tuned minus base residual mean, from ``vsfa latents diff``): ``add``
   adds ``alpha *`` it, rescaled to the latent's decoder norm unless ``dom_alphas`` are given
   (then the raw difference: alpha 1 adds exactly tuned-minus-base); ``ablate`` projects it out
@@ -28,10 +32,10 @@ import torch
 
 from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.errors import VSFAError
-from interp.steer.interventions import ablate_latent as _ablate
 from interp.steer.interventions import (
+    Latents,
     add_direction,
-    check_latent,
+    check_latents,
     check_positions,
     check_sae_fits,
     clamp_latent,
@@ -39,6 +43,7 @@ from interp.steer.interventions import (
     project_out,
     sae_hook_name,
 )
+from interp.steer.interventions import ablate_latent as _ablate
 
 MODES = ("add", "ablate", "clamp")
 CURVE_METRICS = ("asr", "over_refusal", "capability", "cs")
@@ -68,12 +73,12 @@ def check_mode(mode: str) -> str:
 
 
 def latent_factory(
-    vlm: Any, sae: Any, latent: int, mode: str, alpha: float, *, hook_name: str,
+    vlm: Any, sae: Any, latent: Latents, mode: str, alpha: float, *, hook_name: str,
     positions: str = "all", norm: float | None = None,
 ) -> Callable[[], Any]:  # fmt: skip
     """A zero-argument factory of the steering context manager (what ``evaluate`` takes).
 
-    ``norm`` rescales the added decoder row (random-latent controls match the chosen latent).
+    ``norm`` rescales the added decoder direction (random-latent controls match the chosen one).
     """
     if mode == "add":
         direction = latent_direction(sae, latent)
@@ -107,22 +112,36 @@ def _point(alpha: float, metrics: dict[str, Any], **extra: Any) -> dict[str, Any
 
 
 def pick_random_latents(
-    sae: Any, latent: int, n: int, seed: int, candidates: Sequence[int] | None = None
-) -> list[int]:
-    """``n`` other latents, seeded; drawn from ``candidates`` when given (e.g. live latents)."""
-    pool = [int(i) for i in (candidates or range(int(sae.cfg.d_sae))) if int(i) != latent]
-    if n > len(pool):
+    sae: Any,
+    latent: Latents,
+    n: int,
+    seed: int,
+    candidates: Sequence[int] | None = None,
+) -> list[int] | list[list[int]]:
+    """``n`` other latents, seeded; for a set of ``k`` latents, ``n`` disjoint sets of ``k``.
+    Drawn from ``candidates`` when given (e.g. live latents)."""
+    chosen = check_latents(sae, latent)
+    size = 1 if isinstance(latent, int) else len(chosen)
+    pool = [int(i) for i in (candidates or range(int(sae.cfg.d_sae))) if int(i) not in chosen]
+    if n * size > len(pool):
         raise VSFAError(f"--n-random {n}: only {len(pool)} other latents to draw from")
     g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(pool), generator=g)[:n].tolist()
-    return [pool[i] for i in order]
+    order = [pool[i] for i in torch.randperm(len(pool), generator=g)[: n * size].tolist()]
+    if isinstance(latent, int):
+        return order
+    return [order[i * size : (i + 1) * size] for i in range(n)]
+
+
+def _name(latent: Latents) -> str:
+    """Folder-name form: ``7`` or ``7+12+40``."""
+    return str(latent) if isinstance(latent, int) else "+".join(map(str, latent))
 
 
 def steer_sweep(
     vlm: Any,
     items: Sequence[Any],
     sae: Any,
-    latent: int,
+    latent: Latents,
     mode: str,
     alphas: Sequence[float] | str,
     judge: Any,
@@ -134,14 +153,15 @@ def steer_sweep(
     generation: Any = None,
     diff_of_means: torch.Tensor | str | os.PathLike | None = None,
     dom_alphas: Sequence[float] | str | None = None,
-    random_latents: Sequence[int] | None = None,
+    random_latents: Sequence[Latents] | None = None,
     seed: int = 0,
     n_boot: int = 1000,
     label: dict[str, Any] | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``mode`` steering of ``latent`` at every alpha, with controls; write
-    ``steering.json`` and ``steering.md`` into ``out_dir`` and return the JSON dict.
+    """Evaluate ``mode`` steering of ``latent`` (an index or a list of them, steered together)
+    at every alpha, with controls; write ``steering.json`` and ``steering.md`` into ``out_dir``
+    and return the JSON dict.
 
     Every point is one ``evaluate`` folder under ``out_dir`` (resumable: finished points are
     read back, not regenerated).
@@ -151,7 +171,8 @@ def steer_sweep(
     check_mode(mode)
     check_positions(positions)
     alphas = parse_alphas(alphas)
-    check_latent(sae, latent)
+    chosen = check_latents(sae, latent)
+    latent = latent if isinstance(latent, int) else chosen
     hook = sae_hook_name(sae, hook_name)
     check_sae_fits(vlm, sae, hook)
     if n_random < 0:
@@ -181,27 +202,27 @@ def steer_sweep(
     for alpha in alphas:
         factory = latent_factory(vlm, sae, latent, mode, alpha, hook_name=hook, positions=positions)
         metrics = point_metrics(
-            alpha, factory, f"latent_{latent}/alpha_{alpha:g}",
+            alpha, factory, f"latent_{_name(latent)}/alpha_{alpha:g}",
             {**common, "latent": latent, "alpha": alpha},
         )  # fmt: skip
         curve.append(_point(alpha, metrics))
 
     norm = float(latent_direction(sae, latent).norm())
     randoms = (
-        [int(i) for i in random_latents][:n_random]
+        [other if isinstance(other, int) else list(other) for other in random_latents][:n_random]
         if random_latents is not None
         else pick_random_latents(sae, latent, n_random, seed)
     )
     controls = []
     for other in randoms:
-        check_latent(sae, other)
+        check_latents(sae, other)
         for alpha in alphas:
             factory = latent_factory(
                 vlm, sae, other, mode, alpha, hook_name=hook, positions=positions,
                 norm=norm if mode == "add" else None,
             )  # fmt: skip
             metrics = point_metrics(
-                alpha, factory, f"random_{other}/alpha_{alpha:g}",
+                alpha, factory, f"random_{_name(other)}/alpha_{alpha:g}",
                 {**common, "latent": other, "alpha": alpha, "control": "random", "norm": norm},
             )  # fmt: skip
             controls.append(_point(alpha, metrics, latent=other))
@@ -313,7 +334,7 @@ def _fmt(metric: Any, percent: bool = True) -> str:
 def render_markdown(result: dict[str, Any]) -> str:
     """The sweep as a table: one row per alpha, controls beside (ASR in %)."""
     lines = [
-        f"# Steering: {result['mode']} latent {result['latent']} at {result['hook_name']} "
+        f"# Steering: {result['mode']} latent {_name(result['latent'])} at {result['hook_name']} "
         f"({result['positions']} positions)",
         "",
         f"Model `{result['model']}`"
