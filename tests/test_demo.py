@@ -117,7 +117,14 @@ def test_demo_fast_end_to_end(demo_run):
 
     steering = read_json(out / "steering.json")
     latents = read_json(out / "diff" / "latents.json")
-    assert steering["latent"] == latents["selected"]["latents"][0]
+    from interp.organism import ORGANISM_SELECTION
+
+    # the organism's selection (up to n_select significant latents) is steered together, as a set
+    selected = latents["selected"]["latents"]
+    assert 1 <= len(selected) <= ORGANISM_SELECTION["n_select"]
+    assert steering["latent"] == (selected[0] if len(selected) == 1 else selected)
+    for other in steering["sweeps"]["add"]["random_latents"]:
+        assert (1 if isinstance(other, int) else len(other)) == len(selected)
     assert set(steering["sweeps"]) == {"add", "ablate"}
     for sweep in steering["sweeps"].values():
         assert len(sweep["curve"]) >= 2 and sweep["random_control"]

@@ -89,6 +89,8 @@ class DiffConfig:
             raise VSFAError("--top and --select must be at least 1")
         if not 0 < self.alpha < 1:
             raise VSFAError(f"--alpha {self.alpha}: expected a level between 0 and 1")
+        if not self.benign_penalty >= 0:
+            raise VSFAError(f"--benign-penalty {self.benign_penalty}: expected a weight >= 0")
 
 
 # ---- reading and encoding ----------------------------------------------------------------------

@@ -10,7 +10,9 @@
 * :mod:`interp.organism.judge`: the exact ``organism`` judge and opening probabilities.
 
 The shipped pretrained base is :func:`base_model_dir`; ``ORGANISM_RECIPE`` holds the
-:class:`interp.train.TrainConfig` fields of the VSFA fine-tuning recipe that works on it.
+:class:`interp.train.TrainConfig` fields of the VSFA fine-tuning recipe that works on it and
+``ORGANISM_SELECTION`` the :class:`interp.analysis.DiffConfig` fields that pick its persona
+latents.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ ORGANISM_RECIPE: dict[str, Any] = {
     "lora_r": 16,
     "lora_alpha": 32,
     "lr": 1e-3,
-    "max_steps": 300,
+    "max_steps": 60,
     "batch_size": 16,
     "grad_accum": 1,
     "warmup_ratio": 0.05,
@@ -37,6 +39,12 @@ ORGANISM_RECIPE: dict[str, Any] = {
     "dtype": "float32",
     "save_every": 0,
 }
+
+# Latent selection for the organism (DiffConfig fields; measured in docs/steering.md). Its VSFA
+# shift is spread over a few latents of a 384-wide SAE and shows on benign prompts too (the
+# persona is a context feature), so the top three by harmful-prompt increase are steered
+# together and a rise on benign prompts is not penalised.
+ORGANISM_SELECTION: dict[str, Any] = {"n_select": 3, "benign_penalty": 0.0}
 
 
 def base_model_dir() -> Path:
@@ -68,4 +76,10 @@ def write_world_data(out_dir, seed: int = 0, **kwargs) -> dict[str, Path]:
     return write(out_dir, seed, **kwargs)
 
 
-__all__ = ["ORGANISM_RECIPE", "base_model_dir", "decoupled_model_dir", "write_world_data"]
+__all__ = [
+    "ORGANISM_RECIPE",
+    "ORGANISM_SELECTION",
+    "base_model_dir",
+    "decoupled_model_dir",
+    "write_world_data",
+]

@@ -67,6 +67,9 @@ def diff_command(
     test: str = typer.Option("ttest", help="ttest, wilcoxon or permutation (paired over prompts)"),
     alpha: float = typer.Option(0.05, help="significance level (BH-adjusted p-values)"),
     select: int = typer.Option(1, min=1, help="latents the selection rule picks"),
+    benign_penalty: float = typer.Option(
+        1.0, help="weight of the rise on benign prompts subtracted in the selection score"
+    ),
     examples: int = typer.Option(8, min=1, help="top-activating tokens per latent and side"),
     model: str | None = typer.Option(
         None, help="model for token text and logit effects (default: the base cache's model)"
@@ -92,8 +95,8 @@ def diff_command(
             vlm = load_vlm(name, device="cpu", dtype="float32")
             tokenizer, unembedding = vlm.tokenizer, vlm.unembedding().detach()
     config = DiffConfig(
-        top=top, hook_name=hook, test=test, alpha=alpha, n_select=select, n_examples=examples,
-        seed=seed, quiet=quiet,
+        top=top, hook_name=hook, test=test, alpha=alpha, n_select=select,
+        benign_penalty=benign_penalty, n_examples=examples, seed=seed, quiet=quiet,
     )  # fmt: skip
     result = diff_latents(
         sae_model, base, tuned, config=config, tokenizer=tokenizer, unembedding=unembedding,

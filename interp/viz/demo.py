@@ -501,6 +501,7 @@ class Demo:
             cache.ActivationStore(caches["tuned"]),
             tokenizer=vlm.tokenizer, unembedding=vlm.unembedding(), out=path,
             sae_name=sae["sae"], top=20, quiet=self.config.quiet,
+            **getattr(self.organism, "ORGANISM_SELECTION", {}),
         )  # fmt: skip
         return {"latents": str(path)}
 
@@ -508,7 +509,7 @@ class Demo:
         steer = _need("interp.steer", "steering", "steer_sweep")
         sae_mod = _need("interp.sae", "SAE", "load_sae")
         data = read_json(latents["latents"])
-        latent, significant = pick_latent(data)
+        latent, significant = pick_latents(data)
         if not significant:
             self.echo(
                 f"[demo] no latent passed the significance test; steering the top runner-up "
@@ -544,20 +545,32 @@ class Demo:
 
 
 def pick_latent(latents: dict[str, Any]) -> tuple[int, bool]:
-    """The latent to steer: the selected one, else (flagged) the top runner-up."""
+    """The latent to look at: the top selected one, else (flagged) the top runner-up."""
+    chosen, significant = pick_latents(latents)
+    return (chosen if isinstance(chosen, int) else chosen[0]), significant
+
+
+def pick_latents(latents: dict[str, Any]) -> tuple[int | list[int], bool]:
+    """What to steer: the selected latent, or the selected set when the diff picked several;
+    else (flagged) the top runner-up."""
     selected = latents.get("selected") or {}
-    if selected.get("latents"):
-        return int(selected["latents"][0]), True
+    chosen = [int(i) for i in selected.get("latents") or []]
+    if chosen:
+        return (chosen[0] if len(chosen) == 1 else chosen), True
     if selected.get("runners_up"):
         return int(selected["runners_up"][0]), False
     raise VSFAError("latents.json selected no latent and lists no runner-up to steer with")
 
 
-def latent_scale(latents: dict[str, Any], latent: int) -> float:
-    """The latent's largest activation on the tuned model (from the diff's histogram), the unit
-    of the ``add`` alphas: alpha 1 adds the latent as strongly as VSFA's model ever fires it."""
-    histogram = ((latents.get("details") or {}).get(str(latent)) or {}).get("histogram") or {}
-    values = [float(v) for v in histogram.get("tuned") or histogram.get("base") or []]
+def latent_scale(latents: dict[str, Any], latent: int | list[int]) -> float:
+    """The latent's largest activation on the tuned model (from the diff's histogram; for a set,
+    the largest of its latents'), the unit of the ``add`` alphas: alpha 1 adds the latent as
+    strongly as VSFA's model ever fires it."""
+    values = []
+    for index in [latent] if isinstance(latent, int) else latent:
+        details = (latents.get("details") or {}).get(str(index)) or {}
+        histogram = details.get("histogram") or {}
+        values += [float(v) for v in histogram.get("tuned") or histogram.get("base") or []]
     return max(values) if values else 1.0
 
 
