@@ -76,6 +76,7 @@ def organism_diff(tmp_path_factory):
     from interp.models import load_vlm
     from interp.steer.commands import open_sae
     from interp.train import TrainConfig, train
+    from interp.viz.demo import latent_scale
 
     work = Path(os.environ.get("VSFA_ORGANISM_WORK") or tmp_path_factory.mktemp("organism"))
     run = os.environ.get("VSFA_ORGANISM_RUN")  # an existing VSFA run of that base
@@ -118,7 +119,7 @@ def organism_diff(tmp_path_factory):
     )  # fmt: skip
     chosen = latents["selected"]["latents"]
     assert chosen, "the diff selected no significant latent"
-    scale = max(max(latents["details"][str(i)]["histogram"]["tuned"] or [1.0]) for i in chosen)
+    scale = latent_scale(latents, chosen)  # the set's largest tuned activation
     return {"base": base, "tuned": tuned, "sae": sae, "latents": chosen, "scale": scale,
             "work": work}  # fmt: skip
 

@@ -36,6 +36,7 @@ def open_sae(path: str | Path, device: str = "cpu") -> Any:
 def _latent_from_file(latents_file: Path) -> int | list[int]:
     """The diff's selected latent (or set, when it selected several)."""
     from interp.artifacts import read_json
+    from interp.steer.interventions import as_latents
 
     data = read_json(latents_file)
     chosen = (data.get("selected") or {}).get("latents") or []
@@ -43,17 +44,17 @@ def _latent_from_file(latents_file: Path) -> int | list[int]:
         raise VSFAError(
             f"{latents_file}: the diff selected no latent (nothing significant); pass --latent"
         )
-    return int(chosen[0]) if len(chosen) == 1 else [int(i) for i in chosen]
+    return as_latents(chosen)
 
 
 def parse_latents(text: str) -> int | list[int]:
     """``"7"`` -> 7; ``"7,12,40"`` -> a set steered together; a clear error otherwise."""
-    parts = [part.strip() for part in text.split(",")]
+    from interp.steer.interventions import as_latents
+
     try:
-        values = [int(part) for part in parts]
+        return as_latents([int(part.strip()) for part in text.split(",")])
     except ValueError:
         raise VSFAError(f"--latent {text!r}: expected an index or indices like 7,12,40") from None
-    return values[0] if len(values) == 1 else values
 
 
 @latents_app.command("diff")

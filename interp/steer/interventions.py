@@ -161,6 +161,12 @@ Latents = int | Sequence[int]
 few latents of a small SAE)."""
 
 
+def as_latents(indices: Sequence[int]) -> Latents:
+    """Indices in the ``Latents`` form results are written in: one index stays a plain ``int``."""
+    values = [int(i) for i in indices]
+    return values[0] if len(values) == 1 else values
+
+
 def check_latents(sae: Any, latents: Latents) -> list[int]:
     """One index or several -> distinct in-range indices, in the order given."""
     chosen = [latents] if isinstance(latents, int) else list(latents)

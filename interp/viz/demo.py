@@ -553,10 +553,11 @@ def pick_latent(latents: dict[str, Any]) -> tuple[int, bool]:
 def pick_latents(latents: dict[str, Any]) -> tuple[int | list[int], bool]:
     """What to steer: the selected latent, or the selected set when the diff picked several;
     else (flagged) the top runner-up."""
+    from interp.steer.interventions import as_latents
+
     selected = latents.get("selected") or {}
-    chosen = [int(i) for i in selected.get("latents") or []]
-    if chosen:
-        return (chosen[0] if len(chosen) == 1 else chosen), True
+    if selected.get("latents"):
+        return as_latents(selected["latents"]), True
     if selected.get("runners_up"):
         return int(selected["runners_up"][0]), False
     raise VSFAError("latents.json selected no latent and lists no runner-up to steer with")
