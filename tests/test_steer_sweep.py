@@ -119,6 +119,32 @@ def test_sweep_steers_a_set_against_random_sets_of_the_same_size(tiny_vlm, tmp_p
         pick_random_latents(sae, [0, 1, 2, 3], 4, 0)  # 12 others cannot make 4 sets of 4
 
 
+def _metrics(asr, capability=0.9):
+    return {"asr": {"value": asr}, "capability": {"value": capability}, "over_refusal": None}
+
+
+def test_effects_rank_the_chosen_latent_among_the_random_controls():
+    from interp.steer.sweep import random_rank_p, summarize_effects
+
+    curve = [{"alpha": 0, **_metrics(0.6)}, {"alpha": 4, **_metrics(0.3, capability=0.85)}]
+    controls = [
+        {"alpha": a, "latent": i, **_metrics(asr)}
+        for i, by_alpha in enumerate([{0: 0.6, 4: 0.7}, {0: 0.6, 4: 0.4}, {0: 0.6, 4: 0.2}])
+        for a, asr in by_alpha.items()
+    ]
+    row = summarize_effects(curve, controls, None)["by_alpha"][1]
+    assert row["asr_change"] == pytest.approx(-0.3)
+    assert row["capability_change"] == pytest.approx(-0.05)
+    assert row["random_asr_changes"] == pytest.approx([0.1, -0.2, -0.4])
+    assert row["random_asr_change_mean"] == pytest.approx(-0.5 / 3)
+    assert row["random_asr_change_max_abs"] == pytest.approx(0.4)
+    # one random set (-0.4) lowers ASR further than the chosen one: rank 2 of 4
+    assert row["random_rank_p"] == pytest.approx(2 / 4)
+    assert random_rank_p(-0.5, [0.1, -0.2, -0.4]) == pytest.approx(1 / 4)
+    assert random_rank_p(0.3, [0.1, 0.3, -0.4]) == pytest.approx(2 / 4)  # ties count against
+    assert random_rank_p(0.0, [0.1]) is None and random_rank_p(0.2, []) is None
+
+
 def test_sweep_bad_input(tiny_vlm, tmp_path):
     from interp.eval.judges import make_judge
 
