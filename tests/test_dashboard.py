@@ -130,3 +130,23 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
     n_figures = len(re.findall(r'<div id="[^"]+" class="plotly-graph-div', dom))
     assert n_figures >= 7
     assert dom.count('class="plot-container plotly"') == n_figures
+
+
+def test_steering_findings_quote_the_controls_from_the_file():
+    from interp.viz.dashboard import steering_findings
+
+    def point(alpha, asr):
+        return {"alpha": alpha, "asr": {"value": asr}}
+
+    sweep = {
+        "mode": "add", "latent": [3, 5], "hook_name": "blocks.2.hook_resid_post",
+        "curve": [point(0, 0.6), point(4, 0.3)],
+        "random_control": [point(0, 0.6), point(4, 0.55), point(4, 0.7)],
+        "effects": {"by_alpha": [{"alpha": 0, "random_rank_p": None},
+                                 {"alpha": 4, "random_rank_p": 1 / 3}]},
+    }  # fmt: skip
+    (line,) = steering_findings({"sweeps": {"add": sweep}})
+    assert "ASR 60.0% at alpha 0 -> 30.0% at alpha 4" in line
+    assert "random latents at that alpha: 55.0%-70.0% (n=2), rank p 0.33" in line
+    del sweep["effects"]  # files written before the rank existed
+    assert "rank p" not in steering_findings(sweep)[0]

@@ -163,7 +163,8 @@ def _source(path: Path, root: Path) -> str:
 
 def steering_findings(steering: Mapping[str, Any]) -> list[str]:
     """Plain-text findings: each sweep's ASR at alpha 0 and at its strongest alpha, beside the
-    random-latent control at that alpha. Numbers come from the file, nothing is recomputed."""
+    random-latent control at that alpha (range, and the chosen latent's rank p among the random
+    ones). Numbers come from the file, nothing is recomputed."""
     lines = []
     for sweep in steering_sweeps(steering):
         curve = sorted(sweep.get("curve") or [], key=lambda p: abs(float(p["alpha"])))
@@ -189,6 +190,12 @@ def steering_findings(steering: Mapping[str, Any]) -> list[str]:
                 f"; random latents at that alpha: {100 * min(controls):.1f}%"
                 f"-{100 * max(controls):.1f}% (n={len(controls)})"
             )
+        rows = (sweep.get("effects") or {}).get("by_alpha") or []
+        rank_p = next(
+            (r.get("random_rank_p") for r in rows if float(r["alpha"]) == float(end["alpha"])), None
+        )
+        if rank_p is not None:
+            text += f", rank p {rank_p:.2f}"
         lines.append(text)
     return lines
 
