@@ -197,39 +197,46 @@ QWEN_IMAGE = dict(
 )
 
 
+def _qwen_text_config(tokenizer: PreTrainedTokenizerFast, **extra: Any) -> dict[str, Any]:
+    """The tiny text config both Qwen builders share; ``extra`` adds the generation's own keys."""
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4}
+    rope.update(extra.pop("rope_parameters", {}))
+    return dict(
+        TINY_TEXT,
+        vocab_size=len(tokenizer),
+        rope_parameters=rope,
+        bos_token_id=None,
+        eos_token_id=_token_id(tokenizer, "<|im_end|>"),
+        pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        **extra,
+    )
+
+
+def _qwen_vision_config(**extra: Any) -> dict[str, Any]:
+    """The tiny vision tower both Qwen builders share, projecting to the text width."""
+    return dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=TINY_TEXT["hidden_size"],
+        **extra,
+    )
+
+
 def build_tiny_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
     tokenizer = _qwen_tokenizer()
     image_processor = transformers.Qwen2VLImageProcessor(**QWEN_IMAGE)
     processor = _qwen_processor(
         transformers.Qwen2_5_VLProcessor, "Qwen2VLVideoProcessor", image_processor, tokenizer
     )
-    ids = _qwen_ids(tokenizer)
-    text = dict(TINY_TEXT, vocab_size=len(tokenizer), rope_scaling=None)
-    text["rope_parameters"] = {
-        "rope_type": "default",
-        "mrope_section": [2, 3, 3],
-        "rope_theta": 1e4,
-    }
     config = transformers.Qwen2_5_VLConfig(
-        text_config=dict(
-            text,
-            bos_token_id=None,
-            eos_token_id=_token_id(tokenizer, "<|im_end|>"),
-            pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
-        ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=TINY_TEXT["hidden_size"],
-            window_size=16,
-            fullatt_block_indexes=[1],
-        ),
-        **ids,
+        text_config=_qwen_text_config(tokenizer, rope_scaling=None),
+        vision_config=_qwen_vision_config(window_size=16, fullatt_block_indexes=[1]),
+        **_qwen_ids(tokenizer),
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     torch.manual_seed(seed)
@@ -242,34 +249,12 @@ def build_tiny_qwen3_vl(out: Path, seed: int = 0) -> Path:
     processor = _qwen_processor(
         transformers.Qwen3VLProcessor, "Qwen3VLVideoProcessor", image_processor, tokenizer
     )
-    ids = _qwen_ids(tokenizer)
-    text = dict(TINY_TEXT, vocab_size=len(tokenizer), head_dim=16)
-    text["rope_parameters"] = {
-        "rope_type": "default",
-        "mrope_section": [2, 3, 3],
-        "mrope_interleaved": True,
-        "rope_theta": 1e4,
-    }
     config = transformers.Qwen3VLConfig(
-        text_config=dict(
-            text,
-            bos_token_id=None,
-            eos_token_id=_token_id(tokenizer, "<|im_end|>"),
-            pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        text_config=_qwen_text_config(
+            tokenizer, head_dim=16, rope_parameters={"mrope_interleaved": True}
         ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=TINY_TEXT["hidden_size"],
-            num_position_embeddings=16,
-            deepstack_visual_indexes=[0],
-        ),
-        **ids,
+        vision_config=_qwen_vision_config(num_position_embeddings=16, deepstack_visual_indexes=[0]),
+        **_qwen_ids(tokenizer),
     )
     config.architectures = ["Qwen3VLForConditionalGeneration"]
     torch.manual_seed(seed)
