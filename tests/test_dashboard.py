@@ -71,7 +71,7 @@ def test_dashboard_is_standalone_and_escapes_all_text(tmp_path):
     for marker in ('id="latent-0-3"', 'id="latent-0-1"', 'id="steering-0"', 'id="sae-0"'):
         assert marker in html
     assert "steering-1" not in html
-    assert "add latent 3 (blocks.2.hook_resid_post): ASR 60.0% at alpha 0" in html
+    assert "add latent 3 (blocks.2.hook_resid_post) alpha 4: ASR 60.0% -&gt; " in html
 
 
 def test_dashboard_command(tmp_path):
@@ -132,21 +132,28 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
     assert dom.count('class="plot-container plotly"') == n_figures
 
 
-def test_steering_findings_quote_the_controls_from_the_file():
+def test_steering_findings_quote_every_alpha_with_its_controls_from_the_file():
     from interp.viz.dashboard import steering_findings
 
-    def point(alpha, asr):
-        return {"alpha": alpha, "asr": {"value": asr}}
+    def point(alpha, asr, capability=None):
+        return {"alpha": alpha, "asr": {"value": asr}, "capability": capability}
 
     sweep = {
         "mode": "add", "latent": [3, 5], "hook_name": "blocks.2.hook_resid_post",
-        "curve": [point(0, 0.6), point(4, 0.3)],
-        "random_control": [point(0, 0.6), point(4, 0.55), point(4, 0.7)],
+        "curve": [point(0, 0.6, 0.9), point(8, 0.1, 0.2), point(4, 0.3, 0.85)],
+        "random_control": [point(0, 0.6), point(4, 0.55), point(4, 0.7),
+                           point(8, 0.05), point(8, 0.2)],
         "effects": {"by_alpha": [{"alpha": 0, "random_rank_p": None},
-                                 {"alpha": 4, "random_rank_p": 1 / 3}]},
+                                 {"alpha": 4, "random_rank_p": 1 / 3},
+                                 {"alpha": 8, "random_rank_p": 2 / 3}]},
     }  # fmt: skip
-    (line,) = steering_findings({"sweeps": {"add": sweep}})
-    assert "ASR 60.0% at alpha 0 -> 30.0% at alpha 4" in line
-    assert "random latents at that alpha: 55.0%-70.0% (n=2), rank p 0.33" in line
+    mild, strong = steering_findings({"sweeps": {"add": sweep}})
+    assert "add latent [3, 5] (blocks.2.hook_resid_post) alpha 4:" in mild
+    assert "ASR 60.0% -> 30.0% (-30.0 points vs alpha 0)" in mild
+    assert "random latents -5.0 points to +10.0 points (n=2), rank p 0.33" in mild
+    assert mild.endswith("capability -5.0 points")
+    assert "alpha 8: ASR 60.0% -> 10.0% (-50.0 points vs alpha 0)" in strong
+    assert "random latents -55.0 points to -40.0 points (n=2), rank p 0.67" in strong
+    assert strong.endswith("capability -70.0 points")
     del sweep["effects"]  # files written before the rank existed
-    assert "rank p" not in steering_findings(sweep)[0]
+    assert not any("rank p" in line for line in steering_findings(sweep))

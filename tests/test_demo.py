@@ -72,6 +72,22 @@ def test_results_json_from_eval_table_rows(tmp_path):
     assert [r["name"] for r in result_rows(results)] == ["No defense", "VSFA"]
 
 
+def test_demo_sae_follows_the_shipped_recipe_with_overrides(tmp_path):
+    from interp.organism import ORGANISM_SAE
+
+    recipe = Demo(DemoConfig(out=str(tmp_path)))._sae_recipe()
+    assert recipe == ORGANISM_SAE  # the full demo trains the shipped SAE's recipe by default
+    recipe = Demo(DemoConfig(out=str(tmp_path), sae_width=96, sae_steps=5))._sae_recipe()
+    assert recipe == {**ORGANISM_SAE, "width": 96, "steps": 5}
+
+
+def test_demo_random_sets_default_and_bad_values(tmp_path):
+    assert DemoConfig().n_random == 8 and DemoConfig(fast=True).n_random == 2
+    assert DemoConfig(n_random=5, fast=True).n_random == 5
+    result = CliRunner().invoke(app, ["demo", "--n-random", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "n-random" in result.output
+
+
 # ---- end to end (minutes on a 2-core CPU) -----------------------------------------------------
 
 

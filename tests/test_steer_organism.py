@@ -54,9 +54,11 @@ def _sae_or_skip(acts: list[Path], hook: str, out: Path) -> Path:
     sae_stage = pytest.importorskip("interp.sae")
     if not hasattr(sae_stage, "train_sae"):
         pytest.skip("interp.sae.train_sae has not landed")
+    from interp.organism import ORGANISM_SAE
+
     config = sae_stage.SAETrainConfig(
-        acts=[str(path) for path in acts], hook_name=hook, out=str(out), seed=SEED,
-        arch="topk", width=384, k=16, steps=600, batch_size=512, device="cpu", quiet=True,
+        acts=[str(path) for path in acts], hook_name=hook, out=str(out), device="cpu",
+        quiet=True, **ORGANISM_SAE,
     )  # fmt: skip
     return Path(sae_stage.train_sae(config))
 

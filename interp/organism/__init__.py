@@ -12,7 +12,7 @@
 The shipped pretrained base is :func:`base_model_dir`; ``ORGANISM_RECIPE`` holds the
 :class:`interp.train.TrainConfig` fields of the VSFA fine-tuning recipe that works on it and
 ``ORGANISM_SELECTION`` the :class:`interp.analysis.DiffConfig` fields that pick its persona
-latents.
+latents; ``ORGANISM_SAE`` the :class:`interp.sae.SAETrainConfig` fields of the shipped SAE.
 """
 
 from __future__ import annotations
@@ -45,6 +45,18 @@ ORGANISM_RECIPE: dict[str, Any] = {
 # persona is a context feature), so the top three by harmful-prompt increase are steered
 # together and a rise on benign prompts is not penalised.
 ORGANISM_SELECTION: dict[str, Any] = {"n_select": 3, "benign_penalty": 0.0}
+
+# SAE recipe of the shipped sae_checkpoints/organism-l2-topk384 (SAETrainConfig fields), trained
+# on base and VSFA activations of the benchmark prompts and of the world's corpus sample: the
+# corpus sample carries both personas, so the SAE sees the persona outside the benchmark too.
+ORGANISM_SAE: dict[str, Any] = {
+    "arch": "topk",
+    "width": 384,
+    "k": 16,
+    "steps": 600,
+    "batch_size": 512,
+    "seed": 0,
+}
 
 
 def base_model_dir() -> Path:

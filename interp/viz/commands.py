@@ -38,6 +38,12 @@ def demo_command(
     samples_per_item: int | None = typer.Option(
         None, min=0, help="sampled answers per item (default 4, 2 with --fast; 0: greedy)"
     ),
+    n_random: int | None = typer.Option(
+        None,
+        "--n-random",
+        min=1,
+        help="random latent sets in the steering control (default 8, 2 with --fast)",
+    ),
     sae: Path | None = typer.Option(None, help="use this SAE folder instead of training one"),
     device: str = typer.Option("cpu", help="cpu, cuda or auto"),
     threads: int = typer.Option(1, min=0, help="CPU threads for torch (0: torch's default)"),
@@ -54,6 +60,7 @@ def demo_command(
         seeds=list(seeds) if seeds else None,
         per_category=per_category,
         samples_per_item=samples_per_item,
+        n_random=n_random,
         sae=str(sae) if sae else None,
         device=device,
         threads=threads or None,

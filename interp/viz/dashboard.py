@@ -161,42 +161,57 @@ def _source(path: Path, root: Path) -> str:
     return f'<p class="src">from {esc(path.relative_to(root))}</p>'
 
 
+def _points(change: float) -> str:
+    return f"{100 * change:+.1f} points"
+
+
 def steering_findings(steering: Mapping[str, Any]) -> list[str]:
-    """Plain-text findings: each sweep's ASR at alpha 0 and at its strongest alpha, beside the
-    random-latent control at that alpha (range, and the chosen latent's rank p among the random
-    ones). Numbers come from the file, nothing is recomputed."""
+    """Plain-text findings, one line per sweep and steered alpha: the ASR change from the
+    sweep's weakest alpha (0: no steering), the random-latent control's changes at that alpha
+    (range, and the chosen latent's rank p among them), and the capability change. The whole
+    dose-response is listed because the strongest alpha is often past the point where random
+    directions do as much and capability breaks. Numbers come from the file, nothing is
+    recomputed but differences."""
     lines = []
     for sweep in steering_sweeps(steering):
         curve = sorted(sweep.get("curve") or [], key=lambda p: abs(float(p["alpha"])))
         if not curve:
             continue
-        start, end = curve[0], curve[-1]
-        asr0, asr1 = metric_value(start.get("asr")), metric_value(end.get("asr"))
-        if asr0 is None or asr1 is None:
+        start = curve[0]
+        asr0, capability0 = metric_value(start.get("asr")), metric_value(start.get("capability"))
+        if asr0 is None:
             continue
-        text = (
-            f"{sweep.get('mode', 'steer')} latent {sweep.get('latent')} "
-            f"({sweep.get('hook_name', '?')}): ASR {100 * asr0:.1f}% at alpha "
-            f"{start['alpha']:g} -> {100 * asr1:.1f}% at alpha {end['alpha']:g}"
-        )
-        controls = [
-            metric_value(p.get("asr"))
-            for p in sweep.get("random_control") or []
-            if float(p["alpha"]) == float(end["alpha"])
-        ]
-        controls = [c for c in controls if c is not None]
-        if controls:
-            text += (
-                f"; random latents at that alpha: {100 * min(controls):.1f}%"
-                f"-{100 * max(controls):.1f}% (n={len(controls)})"
+        random_asr: dict[float, list[float]] = {}
+        for point in sweep.get("random_control") or []:
+            value = metric_value(point.get("asr"))
+            if value is not None:
+                random_asr.setdefault(float(point["alpha"]), []).append(value)
+        rank_p = {
+            float(row["alpha"]): row.get("random_rank_p")
+            for row in (sweep.get("effects") or {}).get("by_alpha") or []
+        }
+        mode, hook = sweep.get("mode", "steer"), sweep.get("hook_name", "?")
+        head = f"{mode} latent {sweep.get('latent')} ({hook})"
+        for point in curve[1:]:
+            alpha, asr = float(point["alpha"]), metric_value(point.get("asr"))
+            if asr is None:
+                continue
+            text = (
+                f"{head} alpha {alpha:g}: ASR {100 * asr0:.1f}% -> {100 * asr:.1f}% "
+                f"({_points(asr - asr0)} vs alpha {float(start['alpha']):g})"
             )
-        rows = (sweep.get("effects") or {}).get("by_alpha") or []
-        rank_p = next(
-            (r.get("random_rank_p") for r in rows if float(r["alpha"]) == float(end["alpha"])), None
-        )
-        if rank_p is not None:
-            text += f", rank p {rank_p:.2f}"
-        lines.append(text)
+            controls = random_asr.get(alpha)
+            if controls:
+                text += (
+                    f"; random latents {_points(min(controls) - asr0)} to "
+                    f"{_points(max(controls) - asr0)} (n={len(controls)})"
+                )
+                if rank_p.get(alpha) is not None:
+                    text += f", rank p {rank_p[alpha]:.2f}"
+            capability = metric_value(point.get("capability"))
+            if capability is not None and capability0 is not None:
+                text += f"; capability {_points(capability - capability0)}"
+            lines.append(text)
     return lines
 
 

@@ -69,9 +69,11 @@ class DemoConfig:
         alphas: steering strengths for ``add``, in units of the latent's largest activation on
             the tuned model (:func:`latent_scale`); ablation uses ``ablate_scales``.
         ablate_scales: fractions of the latent removed from the tuned model.
-        n_random: random latents in the control.
-        sae_steps, sae_width, sae_k, sae_batch_size: the TopK SAE trained by the full demo
-            (width default: 8 x d_model).
+        n_random: random latent sets in the steering control (full: 8, so the chosen set's rank
+            among them can reach p = 1/9; fast: 2).
+        sae_steps, sae_width, sae_k, sae_batch_size: overrides of the organism's SAE recipe
+            (``interp.organism.ORGANISM_SAE``, the shipped SAE's) for the SAE the full demo
+            trains on base and VSFA activations of the benchmark and the world's corpus sample.
         sae: an SAE folder to use instead of training or the shipped one.
         device: ``cpu``, ``cuda`` or ``auto``.
         threads: CPU threads torch uses during the demo (restored after). The organism's
@@ -93,8 +95,8 @@ class DemoConfig:
     n_random: int | None = None
     sae_steps: int | None = None
     sae_width: int | None = None
-    sae_k: int = 16
-    sae_batch_size: int = 256
+    sae_k: int | None = None
+    sae_batch_size: int | None = None
     sae: str | None = None
     device: str = "cpu"
     threads: int | None = 1
@@ -112,15 +114,13 @@ class DemoConfig:
         if self.steer_per_category is None:
             self.steer_per_category = 4 if fast else 8
         if self.alphas is None:
-            self.alphas = [0.0, 1.0, 2.0] if fast else [0.0, 0.5, 1.0, 2.0, 4.0]
+            self.alphas = [0.0, 0.5, 1.0] if fast else [0.0, 0.25, 0.5, 1.0, 2.0]
         if self.ablate_scales is None:
             self.ablate_scales = [0.0, 1.0] if fast else [0.0, 0.5, 1.0]
         if self.samples_per_item is None:
             self.samples_per_item = 2 if fast else 4
         if self.n_random is None:
-            self.n_random = 2 if fast else 3
-        if self.sae_steps is None:
-            self.sae_steps = 600 if fast else 1500
+            self.n_random = 2 if fast else 8
         if not self.seeds:
             raise VSFAError("--seeds: give at least one seed")
         if self.per_category < 1 or self.steer_per_category < 1:
@@ -284,20 +284,24 @@ class Demo:
         return self._hook_name(self._sae_source())
 
     def cache(self) -> dict[str, Any]:
-        """Activation folders ``{"base": ..., "tuned": ...}`` at the SAE's hook."""
-        tuned, hook = self.tuned_run(), self.hook()
-        config = {"hook": hook, "tuned": tuned, "per_category": self.config.per_category}
+        """Activation folders ``{"base": ..., "tuned": ...}`` of the benchmark prompts at the
+        SAE's hook; when the demo trains its SAE, also ``base_corpus`` / ``tuned_corpus`` of the
+        world's corpus sample (the shipped SAE's training data)."""
+        world, tuned, hook = self.world(), self.tuned_run(), self.hook()
+        corpus = world["corpus_sample"] if self._sae_source() == "trained" else None
+        config = {"hook": hook, "tuned": tuned, "per_category": self.config.per_category,
+                  "corpus": corpus is not None}  # fmt: skip
         return self._once(
             "cache",
-            lambda: self.step("cache", config, ["train"], lambda: self._cache(hook, tuned)),
+            lambda: self.step(
+                "cache", config, ["train", "world"], lambda: self._cache(hook, tuned, corpus)
+            ),
         )
 
     def sae(self) -> dict[str, Any]:
         """``{"sae": folder}``: trained on the caches, or the given / shipped one."""
         caches, source, hook = self.cache(), self._sae_source(), self.hook()
-        config = {"source": source, "hook": hook, "steps": self.config.sae_steps,
-                  "width": self.config.sae_width, "k": self.config.sae_k,
-                  "batch_size": self.config.sae_batch_size}  # fmt: skip
+        config = {"source": source, "hook": hook, "recipe": self._sae_recipe()}
         return self._once(
             "sae",
             lambda: self.step("sae", config, ["cache"], lambda: self._sae(source, hook, caches)),
@@ -460,34 +464,45 @@ class Demo:
             for i in items
         ]
 
-    def _cache(self, hook: str, tuned: str) -> dict[str, Any]:
-        cache = _need("interp.hooks.cache", "activation cache")
-        prompts = self._cache_prompts()
+    def _cache(self, hook: str, tuned: str, corpus: str | None) -> dict[str, Any]:
+        cache = _need("interp.hooks.cache", "activation cache", "load_prompts")
+        sources = [("organism", self._cache_prompts(), "")]
+        if corpus is not None:
+            sources.append((corpus, cache.load_prompts(corpus), "_corpus"))
         out = {}
-        for name, adapter in (("base", None), ("tuned", tuned)):
-            _fresh(self.out / "cache" / name)
-            config = cache.CacheConfig(
-                model=str(self.paths["base"]), adapter=adapter, prompts="organism",
-                hooks=[hook], out=str(self.out / "cache" / name), positions="all",
-                device=self.config.device, quiet=self.config.quiet,
-            )  # fmt: skip
-            out[name] = str(cache.cache_activations_for(self.vlm(adapter), prompts, config))
+        for source, prompts, suffix in sources:
+            for model, adapter in (("base", None), ("tuned", tuned)):
+                name = model + suffix
+                _fresh(self.out / "cache" / name)
+                config = cache.CacheConfig(
+                    model=str(self.paths["base"]), adapter=adapter, prompts=source,
+                    hooks=[hook], out=str(self.out / "cache" / name), positions="all",
+                    device=self.config.device, quiet=self.config.quiet,
+                )  # fmt: skip
+                out[name] = str(cache.cache_activations_for(self.vlm(adapter), prompts, config))
         return out
+
+    def _sae_recipe(self) -> dict[str, Any]:
+        """``ORGANISM_SAE`` with this config's overrides."""
+        cfg = self.config
+        overrides = {"steps": cfg.sae_steps, "width": cfg.sae_width, "k": cfg.sae_k,
+                     "batch_size": cfg.sae_batch_size}  # fmt: skip
+        recipe = dict(getattr(self.organism, "ORGANISM_SAE", {}))
+        recipe.update({key: value for key, value in overrides.items() if value is not None})
+        recipe.setdefault("arch", "topk")
+        recipe.setdefault("width", 8 * self.vlm().d_model)
+        return recipe
 
     def _sae(self, source: str, hook: str, caches: dict[str, str]) -> dict[str, Any]:
         if source != "trained":
             return {"sae": source}
         sae = _need("interp.sae", "SAE", "SAETrainConfig", "train_sae")
-        cfg = self.config
-        vlm = self.vlm()
         _fresh(self.out / "sae")
         config = sae.SAETrainConfig(
-            acts=[caches["base"], caches["tuned"]], out=str(self.out / "sae"), hook_name=hook,
-            arch="topk", width=cfg.sae_width or 8 * vlm.d_model, k=cfg.sae_k,
-            batch_size=cfg.sae_batch_size, steps=cfg.sae_steps, device=cfg.device, seed=0,
-            quiet=cfg.quiet,
+            acts=list(caches.values()), out=str(self.out / "sae"), hook_name=hook,
+            device=self.config.device, quiet=self.config.quiet, **self._sae_recipe(),
         )  # fmt: skip
-        return {"sae": str(sae.train_sae(config, vlm=vlm))}
+        return {"sae": str(sae.train_sae(config, vlm=self.vlm()))}
 
     def _diff(self, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
         analysis = _need("interp.analysis", "latent diff", "diff_latents")
