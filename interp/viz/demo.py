@@ -490,7 +490,8 @@ class Demo:
         recipe = dict(getattr(self.organism, "ORGANISM_SAE", {}))
         recipe.update({key: value for key, value in overrides.items() if value is not None})
         recipe.setdefault("arch", "topk")
-        recipe.setdefault("width", 8 * self.vlm().d_model)
+        if "width" not in recipe:
+            recipe["width"] = 8 * self.vlm().d_model
         return recipe
 
     def _sae(self, source: str, hook: str, caches: dict[str, str]) -> dict[str, Any]:
