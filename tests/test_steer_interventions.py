@@ -115,6 +115,24 @@ def test_add_changes_residual_by_alpha_direction_at_chosen_positions(tiny_vlm, f
     torch.testing.assert_close(diff_on, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("cache_kwarg", ["cache", "past_key_values"])
+def test_position_tracker_reads_the_kv_cache_under_either_name(cache_kwarg):
+    """transformers >= 5.24 passes the KV cache to ``forward`` as ``cache``, earlier releases as
+    ``past_key_values``: a decode pass after a 5-token prompt starts at offset 5 either way."""
+    from transformers import DynamicCache
+
+    from interp.steer.interventions import _PositionTracker
+
+    tracker = _PositionTracker()
+    prompt = torch.arange(10).reshape(2, 5)
+    tracker(None, (), {"input_ids": prompt, cache_kwarg: DynamicCache()})
+    assert (tracker.offset, tracker.prompt_len) == (0, 5)
+    cache = DynamicCache()
+    cache.update(torch.zeros(2, 1, 5, 4), torch.zeros(2, 1, 5, 4), layer_idx=0)
+    tracker(None, (), {"input_ids": prompt[:, -1:], cache_kwarg: cache})
+    assert (tracker.offset, tracker.prompt_len) == (5, 5)
+
+
 def _orthonormal_sae(vlm, d_sae=16, *, first=None, seed=0):
     """A ReLU SAE with orthonormal decoder rows and W_enc = W_dec^T (re-encoding is exact)."""
     from sae_lens import StandardSAE, StandardSAEConfig

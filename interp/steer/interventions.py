@@ -39,6 +39,9 @@ Edit = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ---- which positions of a forward are prompt, which generated ------------------------------
+_CACHE_KWARGS = ("cache", "past_key_values")
+
+
 class _PositionTracker:
     """Knows, for the current forward, the absolute offset of its first position and the prompt
     length of the ``generate`` call it belongs to.
@@ -60,8 +63,9 @@ class _PositionTracker:
         if tokens is None:
             return
         seq = tokens.shape[1]
-        cache = kwargs.get("past_key_values")
-        past = int(cache.get_seq_length()) if cache is not None else 0
+        # transformers >= 5.24 names the KV cache ``cache``, earlier releases ``past_key_values``
+        cache = next((kwargs[k] for k in _CACHE_KWARGS if kwargs.get(k) is not None), None)
+        past = int(cache.get_seq_length()) if hasattr(cache, "get_seq_length") else 0
         if past > 0:
             self.offset = past
             return
