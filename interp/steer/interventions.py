@@ -65,7 +65,7 @@ class _PositionTracker:
         seq = tokens.shape[1]
         # transformers >= 5.24 names the KV cache ``cache``, earlier releases ``past_key_values``
         cache = next((kwargs[k] for k in _CACHE_KWARGS if kwargs.get(k) is not None), None)
-        past = int(cache.get_seq_length()) if hasattr(cache, "get_seq_length") else 0
+        past = int(cache.get_seq_length()) if cache is not None else 0
         if past > 0:
             self.offset = past
             return
