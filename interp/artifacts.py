@@ -11,7 +11,8 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
+import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,20 +24,68 @@ import interp
 MANIFEST = "manifest.json"
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file under the user's umask."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder under the user's umask."""
+    return 0o777 & ~current_umask()
+
+
+def _temporary_name(target: Path, suffix: str) -> Path:
+    return target.parent / f".{target.name}.{secrets.token_hex(6)}{suffix}"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``."""
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    The file gets the mode the user's umask gives a new file (0644 under umask 022), not the
+    0600 of :func:`tempfile.mkstemp`, so colleagues who may read the folder may read it.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    while True:
+        tmp = _temporary_name(target, ".tmp")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:  # pragma: no cover - a 48-bit name collision
+            continue
     try:
         yield tmp
+        os.chmod(tmp, file_mode())  # a library may have replaced the file we made
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def make_temporary_dir(target: str | os.PathLike) -> Path:
+    """A new empty folder beside ``target`` (to fill, then rename onto it), with the mode
+    ``mkdir`` gives under the user's umask, not :func:`tempfile.mkdtemp`'s 0700."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = _temporary_name(target, "")
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:  # pragma: no cover - a 48-bit name collision
+            continue
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from interp.artifacts import write_json_atomic
+from interp.artifacts import make_temporary_dir, write_json_atomic
 
 CHECKPOINTS = "checkpoints"
 
@@ -101,7 +100,7 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    tmp = make_temporary_dir(final)
     try:
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
         opt_tensors, opt_meta = _optimizer_tensors(optimizer)
