@@ -79,11 +79,14 @@ def generate_command(
 # Each stage registers its commands from ``interp/<stage>/commands.py`` (``register(app)``).
 STAGE_COMMANDS = (
     "interp.organism.commands",
+    "interp.data.commands",
     "interp.train.commands",
     "interp.eval.commands",
     "interp.sae.commands",
+    "interp.analysis.commands",
     "interp.steer.commands",
     "interp.viz.commands",
+    "interp.pipeline.commands",
 )
 
 

@@ -14,7 +14,7 @@ from interp.artifacts import read_json
 from interp.cli import app
 from interp.errors import VSFAError
 from interp.viz.data import result_rows
-from interp.viz.demo import METHODS, Demo, DemoConfig, _need, results_json
+from interp.pipeline.demo import METHODS, Demo, DemoConfig, _need, results_json
 
 
 def test_steps_skip_when_current_and_rerun_on_change(tmp_path):

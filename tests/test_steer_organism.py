@@ -80,7 +80,7 @@ def organism_diff(tmp_path_factory):
     from interp.models import load_vlm
     from interp.steer.commands import open_sae
     from interp.train import TrainConfig, train
-    from interp.viz.demo import latent_scale
+    from interp.pipeline.demo import latent_scale
 
     work = Path(os.environ.get("VSFA_ORGANISM_WORK") or tmp_path_factory.mktemp("organism"))
     run = os.environ.get("VSFA_ORGANISM_RUN")  # an existing VSFA run of that base

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from interp.cli import app
-from interp.config import load_experiment
+from interp.pipeline.experiment import load_experiment
 from interp.data.benchmarks.fixtures import write_figstep, write_vlguard
 from interp.errors import VSFAError
 from interp.models.testing import tiny_image

@@ -1,4 +1,4 @@
-"""CLI: ``vsfa latents diff`` and ``vsfa steer``."""
+"""CLI: ``vsfa steer``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 import typer
 
 from interp.errors import VSFAError
-
-latents_app = typer.Typer(help="Model diffing in SAE latent space.", no_args_is_help=True)
 
 
 def open_sae(path: str | Path, device: str = "cpu") -> Any:
@@ -55,66 +53,6 @@ def parse_latents(text: str) -> int | list[int]:
         return as_latents([int(part.strip()) for part in text.split(",")])
     except ValueError:
         raise VSFAError(f"--latent {text!r}: expected an index or indices like 7,12,40") from None
-
-
-@latents_app.command("diff")
-def diff_command(
-    sae: Path = typer.Option(..., help="SAE folder (sae_lens format)"),
-    base_acts: Path = typer.Option(..., help="activation folder cached from the base model"),
-    tuned_acts: Path = typer.Option(..., help="the same prompts cached from the tuned model"),
-    out: Path = typer.Option(..., "--out", "-o", help="latents.json to write"),
-    hook: str | None = typer.Option(None, help="cached hook to read (default: the SAE's hook)"),
-    top: int = typer.Option(20, min=1, help="most increased latents to list"),
-    test: str = typer.Option("ttest", help="ttest, wilcoxon or permutation (paired over prompts)"),
-    alpha: float = typer.Option(0.05, help="significance level (BH-adjusted p-values)"),
-    select: int = typer.Option(1, min=1, help="latents the selection rule picks"),
-    benign_penalty: float = typer.Option(
-        1.0, help="weight of the rise on benign prompts subtracted in the selection score"
-    ),
-    examples: int = typer.Option(8, min=1, help="top-activating tokens per latent and side"),
-    model: str | None = typer.Option(
-        None, help="model for token text and logit effects (default: the base cache's model)"
-    ),
-    no_model: bool = typer.Option(False, help="skip token decoding and logit effects"),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto"),
-    seed: int = typer.Option(0),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
-    """Rank SAE latents by how much fine-tuning changed them; pick the persona candidate."""
-    from interp.analysis import DiffConfig, diff_latents
-    from interp.hooks.cache import ActivationStore
-    from interp.models.loading import resolve_device
-
-    sae_model = open_sae(sae, device=str(resolve_device(device)))
-    base, tuned = ActivationStore(base_acts), ActivationStore(tuned_acts)
-    tokenizer = unembedding = None
-    if not no_model:
-        from interp.models import load_vlm
-
-        name = model or base.manifest.get("model")
-        if name:
-            vlm = load_vlm(name, device="cpu", dtype="float32")
-            tokenizer, unembedding = vlm.tokenizer, vlm.unembedding().detach()
-    config = DiffConfig(
-        top=top, hook_name=hook, test=test, alpha=alpha, n_select=select,
-        benign_penalty=benign_penalty, n_examples=examples, seed=seed, quiet=quiet,
-    )  # fmt: skip
-    result = diff_latents(
-        sae_model, base, tuned, config=config, tokenizer=tokenizer, unembedding=unembedding,
-        out=out, sae_name=str(sae),
-    )  # fmt: skip
-    typer.echo(
-        f"wrote {out}: {result['n_prompts']} prompts, {result['n_significant_increased']} "
-        "latents significantly increased"
-    )
-    for entry in result["latents"][:5]:
-        typer.echo(
-            f"  latent {entry['index']:6d} delta {entry['delta']:+.4f} "
-            f"freq {entry['base_freq']:.3f}->{entry['tuned_freq']:.3f} "
-            f"p_adj {entry['p_adjusted']:.2g}"
-        )
-    selected = result["selected"]
-    typer.echo(f"selected {selected['latents']} (runners-up {selected['runners_up']})")
 
 
 def steer_command(
@@ -186,5 +124,4 @@ def steer_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(latents_app, name="latents")
     app.command("steer")(steer_command)

@@ -26,8 +26,8 @@ from interp.artifacts import (
     write_json_atomic,
     write_text_atomic,
 )
-from interp.config import ORGANISM, ExperimentConfig, MethodSpec
 from interp.errors import VSFAError
+from interp.pipeline.experiment import ORGANISM, ExperimentConfig, MethodSpec
 from interp.train.config import TrainConfig
 
 
