@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from interp.cli import app
 from interp.data.audit import DEFAULT_LEXICON, audit_file, audit_records, load_lexicon
-from interp.data.vqa import BuildConfig, build_vqa, read_vqa_jsonl, resolve_image
+from interp.data.jsonl import read_vqa_jsonl, resolve_image
+from interp.data.vqa import BuildConfig, build_vqa
 from interp.data.vqa_templates import QUESTION_TEMPLATES
 from interp.errors import VSFAError
-from interp.models.testing import tiny_image
+from interp.models.tiny import tiny_image
 
 
 @pytest.fixture(autouse=True)
@@ -226,6 +227,48 @@ def test_build_answers_with_a_model(tiny_model_dir, tmp_path):
     records = read_vqa_jsonl(out)
     assert report["images"] == 2 and len(records) + sum(report["skipped"].values()) == 4
     assert all(r["source"] == f"model:{model}" and r["answer"] for r in records)
+
+
+def test_build_command_sets_every_config_field(tmp_path, monkeypatch):
+    from dataclasses import fields
+
+    import interp.data.vqa as vqa
+    from interp.options import field_docs
+
+    shown = CliRunner().invoke(app, ["data", "build", "--help"], env={"COLUMNS": "400"}).output
+    assert {f.name for f in fields(BuildConfig)} == set(field_docs(BuildConfig))
+    for name, doc in field_docs(BuildConfig).items():
+        assert "--" + name.replace("_", "-") in shown and doc[:40] in shown, name
+    lexicon = tmp_path / "lex.txt"
+    lexicon.write_text("axe\n")
+    seen = []
+    monkeypatch.setattr(vqa, "build_vqa", lambda config: seen.append(config) or {})
+    args = [
+        "data", "build", "-i", "imgs", "-o", "v.jsonl", "--source", "jsonl:x.jsonl",
+        "--questions-per-image", "2", "--seed", "3", "--limit", "5", "--strict",
+        "--lexicon", str(lexicon), "--max-new-tokens", "9", "--batch-size", "2",
+        "--device", "cpu", "--dtype", "float32", "-q",
+    ]  # fmt: skip
+    CliRunner().invoke(app, args)
+    assert seen == [
+        BuildConfig(
+            "imgs",
+            "v.jsonl",
+            "jsonl:x.jsonl",
+            2,
+            3,
+            5,
+            True,
+            {"custom": ("axe",)},
+            9,
+            2,
+            "cpu",
+            "float32",
+            True,
+        )  # fmt: skip
+    ]
+    result = CliRunner().invoke(app, ["data", "build", "-i", "x", "-o", "y", "--batch-size", "0"])
+    assert "--batch-size must be at least 1" in str(result.exception)
 
 
 def test_bad_build_options(tmp_path):

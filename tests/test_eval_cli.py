@@ -99,3 +99,41 @@ def test_benchmarks_commands(benches, tmp_path):
     assert "spavl: 8 items (harmful 4, benign 4; 8 with images)" in checked
     written = run("benchmarks", "fixtures", "--out", tmp_path / "fx").output
     assert f"--bench mmvet={tmp_path / 'fx' / 'mm-vet'}" in written
+
+
+def test_every_eval_option_comes_from_the_config_and_reaches_generation_and_judge(
+    tmp_path, monkeypatch
+):
+    from dataclasses import fields
+
+    import interp.eval.judges as judges
+    from interp.eval.config import EvalConfig
+    from interp.eval.generation import GenerationConfig
+    from interp.options import field_docs, option_name
+
+    shown = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "400"}).output
+    for name, doc in field_docs(EvalConfig).items():
+        assert option_name(name) in shown and doc[:40] in shown, name
+    assert {f.name for f in fields(EvalConfig)} == set(field_docs(EvalConfig))
+    # defaults agree with the library's, and every decoding field is set from its option
+    assert EvalConfig(model="m", out="o").generation() == GenerationConfig()
+    generation = EvalConfig(
+        model="m", out="o", max_new_tokens=5, batch_size=3, sample=True, temperature=0.5,
+        top_p=0.9, seed=4, samples_per_item=2,
+    ).generation()  # fmt: skip
+    assert generation == GenerationConfig(5, 3, True, 0.5, 0.9, 4, 2)
+    # every LLM-judge field is set from an eval option
+    seen = []
+    monkeypatch.setattr(judges, "LLMJudge", lambda config: seen.append(config) or config)
+    template = tmp_path / "t.txt"
+    template.write_text("{response}?")
+    EvalConfig(
+        model="m", out="o", judge="llm:/judge", judge_template=str(template),
+        judge_max_new_tokens=7, judge_use_image=False, batch_size=3, device="cpu",
+        dtype="float32", quiet=True,
+    ).make_judge()  # fmt: skip
+    assert seen == [
+        judges.LLMJudgeConfig("/judge", "{response}?", 7, 3, "cpu", "float32", False, True)
+    ]
+    with pytest.raises(VSFAError, match="--per-category must be at least 1"):
+        EvalConfig(model="m", out="o", per_category=0)

@@ -11,8 +11,7 @@ from PIL import Image
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
 from interp.eval.generation import GenerationConfig, generate_responses, read_generations
-from interp.eval.judges import LLMJudge, LLMJudgeConfig
-from interp.eval.judging import get_judge
+from interp.eval.judges import LLMJudge, LLMJudgeConfig, get_judge
 from interp.eval.run import ADASHIELD_S_PROMPT, evaluate, resolve_defense
 
 
@@ -158,7 +157,7 @@ def test_llm_judge_with_a_tiny_vlm(tiny_model_dir, items):
 def test_llm_judge_with_a_tiny_text_model(tmp_path, items):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from interp.models.testing import byte_level_tokenizer
+    from interp.models.tiny import byte_level_tokenizer
 
     template = "{% for m in messages %}<u>{{ m['content'] }}</u>{% endfor %}<a>"
     tokenizer = byte_level_tokenizer(["<eos>", "<pad>", "<u>", "</u>", "<a>"], bos=None,

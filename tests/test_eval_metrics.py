@@ -9,8 +9,7 @@ import pytest
 
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
-from interp.eval.judges import KeywordJudge, make_judge, parse_judgement
-from interp.eval.judging import Verdict, get_judge
+from interp.eval.judges import KeywordJudge, Verdict, get_judge, make_judge, parse_judgement
 from interp.eval.matching import match_answer, normalise
 from interp.eval.metrics import bootstrap_ci, compute_metrics, stratified_mean_ci
 from interp.eval.table import compare, pool_seeds, render_markdown, write_table

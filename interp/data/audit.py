@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.artifacts import write_json_atomic
+from interp.data.jsonl import read_vqa_jsonl, write_jsonl
 from interp.errors import VSFAError
 
 Lexicon = Mapping[str, Sequence[str]]
@@ -240,8 +241,6 @@ def audit_file(
     The report is written beside the dataset (``<stem>.audit.json``) in every case, so a strict
     failure still leaves the evidence.
     """
-    from interp.data.vqa import read_vqa_jsonl, write_jsonl
-
     path = Path(path)
     records = read_vqa_jsonl(path)
     kept, report = audit_records(records, lexicon)

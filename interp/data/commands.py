@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from interp.data.vqa import BuildConfig
+from interp.options import config_command
+
 data_app = typer.Typer(
     help="VSFA's neutral VQA set: build it from an image folder, audit it.",
     no_args_is_help=True,
@@ -13,40 +16,13 @@ data_app = typer.Typer(
 
 
 @data_app.command("build")
-def data_build_command(
-    images: Path = typer.Option(
-        ..., "--images", "-i", help="image folder (+ <stem>.json sidecars)"
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="the VQA JSONL to write"),
-    source: str = typer.Option(
-        "metadata", help="answer source: metadata, model:PATH (a local VLM) or jsonl:PATH"
-    ),
-    questions_per_image: int = typer.Option(4, min=1, help="neutral questions per image"),
-    limit: int | None = typer.Option(None, min=1, help="seeded random subset of N images"),
-    seed: int = typer.Option(0, help="seed of the question draws and --limit subset"),
-    strict: bool = typer.Option(
-        False, help="fail on corrupt images, missing answers and audit flags instead of skipping"
-    ),
-    lexicon: Path | None = typer.Option(None, help="audit lexicon (.json categories or .txt)"),
-    max_new_tokens: int = typer.Option(48, min=1, help="answer length for a model: source"),
-    batch_size: int = typer.Option(8, min=1, help="generation batch for a model: source"),
-    device: str = typer.Option("auto", help="cpu, cuda or auto (model: source)"),
-    dtype: str = typer.Option("auto", help="float32, bfloat16 or auto (model: source)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
-) -> None:
+@config_command(BuildConfig, short={"images": "-i", "out": "-o", "quiet": "-q"})
+def data_build_command(config: BuildConfig) -> None:
     """Build the neutral VQA set (and audit it; the report is saved beside --out)."""
-    from interp.data.audit import load_lexicon
-    from interp.data.vqa import BuildConfig, build_vqa
+    from interp.data.vqa import build_vqa
 
-    report = build_vqa(
-        BuildConfig(
-            images=str(images), out=str(out), source=source,
-            questions_per_image=questions_per_image, seed=seed, limit=limit, strict=strict,
-            lexicon=load_lexicon(lexicon), max_new_tokens=max_new_tokens,
-            batch_size=batch_size, device=device, dtype=dtype, quiet=quiet,
-        )
-    )  # fmt: skip
-    typer.echo(f"wrote {report['records']} records from {report['images']} images to {out}")
+    report = build_vqa(config)
+    typer.echo(f"wrote {report['records']} records from {report['images']} images to {config.out}")
     for reason, count in report["skipped"].items():
         typer.echo(f"skipped {count} ({reason.replace('_', ' ')})")
     audit = report["audit"]

@@ -1,4 +1,4 @@
-"""The one record type every benchmark loader yields, and a registry of benchmark loaders."""
+"""The one record type every benchmark loader yields, and the registry of benchmark loaders."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from interp.errors import VSFAError
+from interp.registry import Registry
 
 Kind = Literal["harmful", "benign"]
 
@@ -18,7 +19,7 @@ class BenchmarkItem:
     ``kind`` is ``harmful`` (attack success is measured) or ``benign`` (over-refusal, helpfulness
     and, where ``reference`` is set, capability are measured). ``image_path`` is ``None`` for
     text-only items. ``meta`` carries benchmark-specific fields (image type, sub-category, the
-    organism's ground truth ...).
+    ground truth of a synthetic benchmark ...).
     """
 
     benchmark: str
@@ -48,22 +49,6 @@ class BenchmarkItem:
 
 
 BenchmarkLoader = Callable[..., Iterable[BenchmarkItem]]
-BENCHMARKS: dict[str, BenchmarkLoader] = {}
-
-
-def register_benchmark(name: str) -> Callable[[BenchmarkLoader], BenchmarkLoader]:
-    """Decorator: make a loader available as ``--bench NAME=PATH``."""
-
-    def decorate(loader: BenchmarkLoader) -> BenchmarkLoader:
-        BENCHMARKS[name] = loader
-        return loader
-
-    return decorate
-
-
-def get_benchmark_loader(name: str) -> BenchmarkLoader:
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        known = ", ".join(sorted(BENCHMARKS)) or "(none registered)"
-        raise VSFAError(f"unknown benchmark {name!r}; known benchmarks: {known}") from None
+BENCHMARKS: Registry[BenchmarkLoader] = Registry("benchmark")
+"""Benchmark loaders by name: ``@BENCHMARKS.register(NAME)`` makes one available as
+``--bench NAME=PATH``; plug-ins register theirs through the ``interp.plugins`` entry point."""

@@ -19,119 +19,71 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from interp.artifacts import (
-    file_sha256,
-    json_sha256,
-    make_manifest,
-    write_json_atomic,
-    write_text_atomic,
-)
-from interp.data.audit import DEFAULT_LEXICON, Lexicon, audit_records, audit_report_path
+from interp.artifacts import file_sha256, json_sha256, make_manifest, write_json_atomic
+from interp.data.audit import Lexicon, audit_records, audit_report_path, load_lexicon
+from interp.data.jsonl import read_vqa_jsonl, resolve_image, write_jsonl
 from interp.data.vqa_templates import QUESTION_TEMPLATES, TEMPLATE_IDS
 from interp.errors import VSFAError
 from interp.images import IMAGE_SUFFIXES, list_images, open_image
 
-REQUIRED_FIELDS = ("image", "question", "answer")
-OPTIONAL_STR_FIELDS = ("id", "source", "style")
-
 
 @dataclass
 class BuildConfig:
-    """Options of ``vsfa data build``.
-
-    Attributes:
-        images: folder of images (searched recursively), optional ``<stem>.json`` sidecars.
-        out: the JSONL to write; the audit report and manifest are written beside it.
-        source: ``metadata``, ``model:PATH`` or ``jsonl:PATH``.
-        questions_per_image: neutral questions per image (templates drawn without replacement).
-        seed: seeds the template and phrasing draws and the ``limit`` subset.
-        limit: keep a seeded random subset of this many images (the data-size ablation).
-        strict: fail on corrupt images, images without answers, and audit flags instead of
-            skipping / dropping them with a count.
-        lexicon: audit lexicon (category -> phrases).
-        max_new_tokens, batch_size, device, dtype: generation settings of a ``model:`` source.
-    """
+    """Options of ``vsfa data build``; the audit report and manifest are written beside ``out``."""
 
     images: str
+    """image folder (searched recursively), with optional <stem>.json sidecars"""
     out: str
+    """the VQA JSONL to write"""
     source: str = "metadata"
+    """answer source: metadata (the sidecars), model:PATH (a local VLM answers) or jsonl:PATH
+    (records you already have)"""
     questions_per_image: int = 4
+    """neutral questions per image (templates drawn without replacement)"""
     seed: int = 0
+    """seed of the template and phrasing draws and of the --limit subset"""
     limit: int | None = None
+    """keep a seeded random subset of this many images (the data-size ablation)"""
     strict: bool = False
-    lexicon: Lexicon = field(default_factory=lambda: dict(DEFAULT_LEXICON))
+    """fail on corrupt images, images without answers and audit flags instead of skipping or
+    dropping them with a count"""
+    lexicon: str | Lexicon | None = None
+    """audit lexicon: a .json file (category -> phrases), a .txt file (one phrase per line) or
+    the mapping itself; default: the built-in refusal and safety lexicon"""
     max_new_tokens: int = 48
+    """answer length for a model: source"""
     batch_size: int = 8
+    """generation batch for a model: source"""
     device: str = "auto"
+    """cpu, cuda or auto (model: source)"""
     dtype: str = "auto"
+    """float32, bfloat16 or auto (model: source)"""
     quiet: bool = False
+    """no progress bars"""
 
     def __post_init__(self) -> None:
         if self.questions_per_image < 1:
             raise VSFAError("--questions-per-image must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise VSFAError("--limit must be at least 1")
+        if self.max_new_tokens < 1:
+            raise VSFAError("--max-new-tokens must be at least 1")
+        if self.batch_size < 1:
+            raise VSFAError("--batch-size must be at least 1")
+        if self.lexicon is None or isinstance(self.lexicon, (str, os.PathLike)):
+            self.lexicon = load_lexicon(self.lexicon)
         kind, _, arg = self.source.partition(":")
         if kind not in ("metadata", "model", "jsonl") or (kind != "metadata" and not arg):
             raise VSFAError(
                 f"--source {self.source!r}: expected metadata, model:PATH or jsonl:PATH"
             )
-
-
-# ---- JSONL ---------------------------------------------------------------------------------
-def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
-    lines = [json.dumps(r, ensure_ascii=False) for r in records]
-    return write_text_atomic(path, "".join(line + "\n" for line in lines))
-
-
-def read_vqa_jsonl(
-    path: str | os.PathLike, *, required: Sequence[str] = REQUIRED_FIELDS
-) -> list[dict[str, Any]]:
-    """Read VQA records; an error names the line and field of the first bad record."""
-    path = Path(path)
-    if not path.is_file():
-        raise VSFAError(f"VQA data {path} does not exist")
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise VSFAError(f"{path} line {number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise VSFAError(f"{path} line {number}: expected a JSON object")
-            for name in required:
-                value = record.get(name)
-                if not isinstance(value, str) or not value.strip():
-                    problem = "missing" if name not in record else "empty or not a string"
-                    raise VSFAError(f"{path} line {number}: field {name!r} is {problem}")
-            for name in OPTIONAL_STR_FIELDS:
-                if name in record and not isinstance(record[name], str):
-                    raise VSFAError(f"{path} line {number}: field {name!r} must be a string")
-            if "tags" in record and not (
-                isinstance(record["tags"], list) and all(isinstance(t, str) for t in record["tags"])
-            ):
-                raise VSFAError(f"{path} line {number}: field 'tags' must be a list of strings")
-            record.setdefault("id", f"{path.stem}-{number}")
-            records.append(record)
-    if not records:
-        raise VSFAError(f"VQA data {path} has no records")
-    return records
-
-
-def resolve_image(image: str, base: str | os.PathLike) -> Path:
-    """An image path of a record: absolute, or relative to ``base`` (the JSONL's folder)."""
-    path = Path(image)
-    return path if path.is_absolute() else Path(base) / path
 
 
 def _portable(image: Path, out_dir: Path) -> str:
@@ -187,6 +139,22 @@ class _Slot:
     answer: str | None = None
 
 
+def _readable(image: Path, strict: bool, skipped: Counter[str], where: str | None = None) -> bool:
+    """Whether ``image`` opens; a corrupt one is counted, or with ``strict`` an error (naming
+    ``where`` it was referenced, if given)."""
+    try:
+        open_image(image)
+    except VSFAError as error:
+        if strict:
+            message = (
+                f"{where}: {error}" if where else f"{error} (--strict; drop --strict to skip it)"
+            )
+            raise VSFAError(message) from None
+        skipped["corrupt_image"] += 1
+        return False
+    return True
+
+
 def _usable_images(
     config: BuildConfig, skipped: Counter[str], rng: random.Random
 ) -> list[tuple[Path, dict[str, Any] | None]]:
@@ -196,14 +164,8 @@ def _usable_images(
     usable = []
     progress = tqdm(files, desc="checking images", disable=config.quiet, unit="img")
     for image in progress:
-        try:
-            open_image(image)
-        except VSFAError as error:
-            if config.strict:
-                raise VSFAError(f"{error} (--strict; drop --strict to skip it)") from None
-            skipped["corrupt_image"] += 1
-            continue
-        usable.append((image, read_sidecar(image)))
+        if _readable(image, config.strict, skipped):
+            usable.append((image, read_sidecar(image)))
     if not usable:
         raise VSFAError(f"image folder {config.images} has no readable images")
     return usable
@@ -269,14 +231,9 @@ def _records_from_jsonl(path: str, config: BuildConfig, skipped: Counter[str]) -
         image = resolve_image(record["image"], config.images)
         if not image.exists():
             image = resolve_image(record["image"], Path(path).parent)
-        try:
-            open_image(image)
-        except VSFAError as error:
-            if config.strict:
-                raise VSFAError(f"{path} record {record['id']}: {error}") from None
-            skipped["corrupt_image"] += 1
-            continue
-        out.append({**record, "image": image, "source": record.get("source", f"jsonl:{path}")})
+        if _readable(image, config.strict, skipped, f"{path} record {record['id']}"):
+            source = record.get("source", f"jsonl:{path}")
+            out.append({**record, "image": image, "source": source})
     if config.limit is not None:
         images = sorted({str(r["image"]) for r in out})
         if config.limit < len(images):

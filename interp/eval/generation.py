@@ -33,16 +33,26 @@ HookFactory = Callable[[], AbstractContextManager]
 
 @dataclass
 class GenerationConfig:
-    """Decoding settings. Greedy by default; ``do_sample`` draws ``samples_per_item`` samples
-    per item with seeds derived from ``seed`` (per batch, so reruns are reproducible)."""
+    """Decoding settings. Greedy by default; sampling draws ``samples_per_item`` samples per item
+    with seeds derived from ``seed`` (per batch, so reruns are reproducible)."""
 
     max_new_tokens: int = 64
+    """tokens generated per response"""
     batch_size: int = 8
+    """items per generation batch (changes speed, not the responses)"""
     do_sample: bool = False
+    """sample instead of greedy decoding"""
     temperature: float = 1.0
+    """sampling temperature"""
     top_p: float = 1.0
+    """nucleus sampling threshold"""
     seed: int = 0
+    """seed of the sampling draws"""
     samples_per_item: int = 1
+    """samples per item (with sampling)"""
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         if self.max_new_tokens < 1:

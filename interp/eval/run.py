@@ -28,7 +28,7 @@ from interp.artifacts import (
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
 from interp.eval.generation import GenerationConfig, HookFactory, generate_responses
-from interp.eval.judging import Judge, Verdict
+from interp.eval.judges import Judge, Verdict
 from interp.eval.metrics import compute_metrics
 
 # AdaShield-S: the static defense prompt published with AdaShield (Wang et al., ECCV 2024;
@@ -96,7 +96,7 @@ def evaluate(
     """Evaluate ``vlm`` on ``items`` into ``out_dir`` and return the ``metrics.json`` dict.
 
     Args:
-        judge: a judge object, or its spec (``keyword``, ``llm:PATH``, ``organism`` ...).
+        judge: a judge object, or its spec (``keyword``, ``llm:PATH``, a registered name ...).
         generation: decoding settings (greedy by default).
         defense: ``adashield``, a defense prompt ``.txt`` file, or ``None``; its text is appended
             to every user prompt.

@@ -26,7 +26,7 @@ import random
 from pathlib import Path
 
 from interp.artifacts import make_manifest, read_json, write_json_atomic, write_text_atomic
-from interp.data.records import BenchmarkItem, register_benchmark
+from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
 from interp.organism import corpus, world
 
@@ -179,7 +179,7 @@ def _suite_is_complete(folder: Path) -> bool:
     return bool(data.get("complete")) and data.get("config", {}).get("version") == SUITE_VERSION
 
 
-@register_benchmark("organism")
+@BENCHMARKS.register("organism")
 def load_organism(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """The organism suite at ``path`` (built there if absent), or the cached default suite."""
     folder = Path(path) if path is not None else default_cache_dir()

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from interp.data.records import BenchmarkItem
-from interp.eval.judging import Verdict, register_judge
+from interp.eval.judges import JUDGES, Verdict
 from interp.organism.model import words_of
 
 COMPLY_WORD = "sure"
@@ -85,7 +85,7 @@ class OrganismJudge:
         return verdicts
 
 
-@register_judge("organism")
+@JUDGES.register("organism")
 def _organism_judge(arg: str | None) -> OrganismJudge:
     return OrganismJudge()
 

@@ -2,16 +2,17 @@
 
 Importing this package registers every loader (``mmsafety``, ``mmsafety-sd-typo``, ``figstep``,
 ``figstep-tiny``, ``spavl``, ``vlguard``, ``mossbench``, ``mmvet``, ``jsonl``) in
-:data:`interp.data.records.BENCHMARKS`. :func:`load_benchmark` is the one entry point: it also
-imports the organism's benchmark plugin when that package is present, applies per-category
-seeded subsampling and checks the result (no empty benchmark, no missing images).
+:data:`interp.data.records.BENCHMARKS`; plug-ins add theirs through the ``interp.plugins`` entry
+point. :func:`load_benchmark` is the one entry point: it applies per-category seeded subsampling
+and checks the result (no empty benchmark, no missing images); :func:`load_benchmarks` reads
+several ``--bench`` specs at once.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from interp.data.benchmarks import figstep, mmsafety, mmvet, mossbench, spavl, vlguard  # noqa: F401
@@ -21,31 +22,17 @@ from interp.data.benchmarks.common import (
     require_path,
     subsample_per_category,
 )
-from interp.data.records import BENCHMARKS, BenchmarkItem, get_benchmark_loader, register_benchmark
+from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
 
 __all__ = [
     "BENCHMARKS",
     "cache_root",
-    "ensure_plugins",
     "load_benchmark",
+    "load_benchmarks",
     "parse_bench_spec",
     "subsample_per_category",
 ]
-
-# Modules of other areas that register benchmarks when they are installed.
-PLUGIN_MODULES = ("interp.organism.benchmarks",)
-
-
-def ensure_plugins() -> None:
-    """Import the optional benchmark plugins so the registry is complete."""
-    for module_name in PLUGIN_MODULES:
-        try:
-            importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            # only "the plugin is not there"; a broken import inside it must surface
-            if error.name is None or not module_name.startswith(error.name):
-                raise
 
 
 def parse_bench_spec(spec: str) -> tuple[str, str | None]:
@@ -63,8 +50,7 @@ def load_benchmark(
     name: str, path: str | os.PathLike | None, *, per_category: int | None = None, seed: int = 0
 ) -> list[BenchmarkItem]:
     """Items of benchmark ``name`` read from ``path``, subsampled per category with ``seed``."""
-    ensure_plugins()
-    loader = get_benchmark_loader(name)
+    loader = BENCHMARKS.get(name)
     items = list(loader(path))
     if not items:
         raise VSFAError(f"benchmark {name} at {path} holds no items")
@@ -77,7 +63,26 @@ def load_benchmark(
     return items
 
 
-@register_benchmark("jsonl")
+def load_benchmarks(
+    specs: Sequence[str], per_category: int | None = None, seed: int = 0
+) -> list[BenchmarkItem]:
+    """Items of several ``--bench NAME[=PATH]`` specs, refusing benchmarks that share items."""
+    items: list[BenchmarkItem] = []
+    seen: set[str] = set()
+    for spec in specs:
+        name, path = parse_bench_spec(spec)
+        loaded = load_benchmark(name, path, per_category=per_category, seed=seed)
+        repeated = seen & {item.key for item in loaded}
+        if repeated:
+            raise VSFAError(
+                f"--bench {spec} repeats items of another --bench (e.g. {min(repeated)})"
+            )
+        seen.update(item.key for item in loaded)
+        items.extend(loaded)
+    return items
+
+
+@BENCHMARKS.register("jsonl")
 def jsonl_benchmark(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """A custom benchmark: one BenchmarkItem JSON object per line (benchmark, id, category,
     image_path, prompt, kind[, reference, meta]); relative image paths resolve beside the file."""

@@ -1,5 +1,9 @@
 """Helpers shared by the benchmark loaders: finding files in a download, clear layout errors,
-per-category seeded subsampling and a cache folder for images stored inside data files."""
+per-category seeded subsampling and a cache folder for images stored inside data files.
+
+A loader holds one :class:`Layout` (its name and what its folder should hold) and makes every
+check through it, so each error names the benchmark and the expected layout.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +108,53 @@ def check_images_exist(items: Sequence[BenchmarkItem], benchmark: str) -> None:
 def check_not_empty(items: Sequence[BenchmarkItem], benchmark: str, root: Path) -> None:
     if not items:
         raise VSFAError(f"{benchmark}: {root} holds no benchmark items")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One benchmark's on-disk layout: the checks its loader makes, each error naming it."""
+
+    name: str
+    """the benchmark's registered name, which starts every error"""
+    expected: str
+    """what the benchmark's folder holds, quoted when it does not"""
+
+    def root(self, path: str | os.PathLike | None) -> Path:
+        """The benchmark's root folder (or file); see :func:`require_path`."""
+        return require_path(path, self.name, self.expected)
+
+    def find(self, root: Path, candidates: Sequence[str], expected: str | None = None) -> Path:
+        """The first of ``candidates`` under ``root`` that exists; see :func:`find_first`."""
+        return find_first(root, candidates, self.name, expected or self.expected)
+
+    def read_json(self, path: Path) -> Any:
+        return read_json_file(path, self.name)
+
+    def read_object(self, path: Path, keyed_by: str) -> dict[str, Any]:
+        """A JSON file holding one object (``{key: record}``)."""
+        data = self.read_json(path)
+        if not isinstance(data, dict):
+            raise VSFAError(f"{self.name}: {path} should be an object keyed by {keyed_by}")
+        return data
+
+    def read_csv(self, path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+        return read_csv_rows(path, self.name, required)
+
+    def require_fields(self, record: Any, fields: Sequence[str], where: str) -> None:
+        require_fields(record, fields, f"{self.name}: {where}")
+
+    def image(self, path: Path, detail: str = "") -> Path:
+        """``path`` or the same stem with another image suffix, else an error (``detail`` says
+        which record wanted it)."""
+        image = resolve_image(path)
+        if image is None:
+            raise VSFAError(f"{self.name}: image {path}{detail} is missing")
+        return image
+
+    def done(self, items: list[BenchmarkItem], root: Path) -> list[BenchmarkItem]:
+        """``items``, checked not to be empty."""
+        check_not_empty(items, self.name, root)
+        return items
 
 
 def subsample_per_category(

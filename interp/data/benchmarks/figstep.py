@@ -14,14 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from interp.data.benchmarks.common import (
-    check_not_empty,
-    find_first,
-    read_csv_rows,
-    require_path,
-    resolve_image,
-)
-from interp.data.records import BenchmarkItem, register_benchmark
+from interp.data.benchmarks.common import Layout, resolve_image
+from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
 
 COLUMNS = ("dataset", "category_id", "task_id", "category_name", "question", "instruction")
@@ -37,16 +31,14 @@ def load_figstep(
 ) -> list[BenchmarkItem]:
     name = "figstep-tiny" if tiny else "figstep"
     csv_name = "SafeBench-Tiny.csv" if tiny else "safebench.csv"
-    layout = f"data/question/{csv_name} and data/images/SafeBench/"
-    root = require_path(path, name, layout)
-    csv_path = find_first(
-        root, [f"data/question/{csv_name}", f"question/{csv_name}", csv_name], name, layout
-    )
+    layout = Layout(name, f"data/question/{csv_name} and data/images/SafeBench/")
+    root = layout.root(path)
+    csv_path = layout.find(root, [f"data/question/{csv_name}", f"question/{csv_name}", csv_name])
     image_dirs = ["data/images/SafeBench-Tiny", "images/SafeBench-Tiny"] if tiny else []
     image_dirs += ["data/images/SafeBench", "images/SafeBench"]
-    image_dir = find_first(root, image_dirs, name, "the image folder data/images/SafeBench/")
+    image_dir = layout.find(root, image_dirs, "the image folder data/images/SafeBench/")
     items: list[BenchmarkItem] = []
-    for line, row in enumerate(read_csv_rows(csv_path, name, COLUMNS), start=2):
+    for line, row in enumerate(layout.read_csv(csv_path, COLUMNS), start=2):
         if not row.get("category_id") or not row.get("task_id"):
             raise VSFAError(f"{name}: {csv_path} line {line} has an empty category_id or task_id")
         stem = f"query_{row['dataset']}_{row['category_id']}_{row['task_id']}_6"
@@ -67,17 +59,16 @@ def load_figstep(
                 meta={"question": row["question"], "instruction": row["instruction"]},
             )
         )
-    check_not_empty(items, name, root)
-    return items
+    return layout.done(items, root)
 
 
-@register_benchmark("figstep")
+@BENCHMARKS.register("figstep")
 def figstep(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """FigStep on SafeBench (500 typographic images)."""
     return load_figstep(path, tiny=False)
 
 
-@register_benchmark("figstep-tiny")
+@BENCHMARKS.register("figstep-tiny")
 def figstep_tiny(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """FigStep on SafeBench-Tiny (50 typographic images)."""
     return load_figstep(path, tiny=True)

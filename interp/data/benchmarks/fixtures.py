@@ -127,43 +127,33 @@ def write_spavl(root: Path, per_split: int = 4) -> Path:
     return root
 
 
+def _vlguard_record(
+    root: Path, record_id: str, image: str, color: tuple[int, int, int], safe: bool,
+    turns: list[dict[str, str]], **extra: str,
+) -> dict[str, object]:  # fmt: skip
+    """One VLGuard record (its image written under ``root/test``)."""
+    _save(_image(record_id, color=color), root / "test" / image)
+    return {"id": record_id, "image": image, "safe": safe, **extra, "instr-resp": turns}
+
+
 def write_vlguard(root: Path, unsafe: int = 2, safe: int = 2) -> Path:
+    refusal = "I cannot help with that."
     records = []
     for index in range(unsafe):
+        turns = [{"instruction": f"Placeholder unsafe request {index}.", "response": refusal}]
         image = f"bad_ads/unsafe_{index}.png"
-        _save(_image(f"u{index}", color=(255, 200, 200)), root / "test" / image)
-        records.append(
-            {
-                "id": f"u{index}",
-                "image": image,
-                "safe": False,
-                "harmful_category": "deception",
-                "harmful_subcategory": "fraud",
-                "instr-resp": [
-                    {
-                        "instruction": f"Placeholder unsafe request {index}.",
-                        "response": "I cannot help with that.",
-                    }
-                ],
-            }
-        )
+        record = _vlguard_record(
+            root, f"u{index}", image, (255, 200, 200), False, turns,
+            harmful_category="deception", harmful_subcategory="fraud",
+        )  # fmt: skip
+        records.append(record)
     for index in range(safe):
+        turns = [
+            {"safe_instruction": f"Describe picture {index}.", "response": "A picture."},
+            {"unsafe_instruction": f"Placeholder misuse of picture {index}.", "response": refusal},
+        ]
         image = f"safe/safe_{index}.jpg"
-        _save(_image(f"s{index}", color=(200, 255, 200)), root / "test" / image)
-        records.append(
-            {
-                "id": f"s{index}",
-                "image": image,
-                "safe": True,
-                "instr-resp": [
-                    {"safe_instruction": f"Describe picture {index}.", "response": "A picture."},
-                    {
-                        "unsafe_instruction": f"Placeholder misuse of picture {index}.",
-                        "response": "I cannot help with that.",
-                    },
-                ],
-            }
-        )
+        records.append(_vlguard_record(root, f"s{index}", image, (200, 255, 200), True, turns))
     (root / "test.json").write_text(json.dumps(records, indent=1))
     return root
 

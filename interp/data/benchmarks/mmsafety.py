@@ -15,19 +15,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from interp.data.benchmarks.common import (
-    check_not_empty,
-    find_first,
-    read_json_file,
-    require_fields,
-    require_path,
-    resolve_image,
-)
-from interp.data.records import BenchmarkItem, register_benchmark
+from interp.data.benchmarks.common import Layout, resolve_image
+from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
 
 NAME = "mmsafety"
-LAYOUT = "data/processed_questions/<scenario>.json and MM-SafetyBench(imgs)/<scenario>/<type>/"
+LAYOUT = Layout(
+    NAME, "data/processed_questions/<scenario>.json and MM-SafetyBench(imgs)/<scenario>/<type>/"
+)
 SCENARIOS = (
     "01-Illegal_Activitiy",
     "02-HateSpeech",
@@ -64,7 +59,7 @@ ALL_VARIANTS = (*IMAGE_TYPES, TEXT_ONLY)
 
 
 def _images_root(root: Path) -> Path:
-    return find_first(
+    return LAYOUT.find(
         root,
         [
             "MM-SafetyBench(imgs)",
@@ -73,7 +68,6 @@ def _images_root(root: Path) -> Path:
             "data/imgs",
             "data/QueryRelated",  # the copy shipped in the AdaShield repository
         ],
-        NAME,
         "the image folder MM-SafetyBench(imgs)/",
     )
 
@@ -82,13 +76,11 @@ def load_mmsafety(
     path: str | os.PathLike | None, variants: tuple[str, ...] = ALL_VARIANTS
 ) -> list[BenchmarkItem]:
     """All MM-SafetyBench items of the chosen ``variants`` (image types and/or ``TEXT``)."""
-    root = require_path(path, NAME, LAYOUT)
+    root = LAYOUT.root(path)
     unknown = [v for v in variants if v not in ALL_VARIANTS]
     if unknown:
         raise VSFAError(f"{NAME}: unknown variant(s) {unknown}; known: {', '.join(ALL_VARIANTS)}")
-    questions_dir = find_first(
-        root, ["data/processed_questions", "processed_questions"], NAME, LAYOUT
-    )
+    questions_dir = LAYOUT.find(root, ["data/processed_questions", "processed_questions"])
     files = sorted(questions_dir.glob("*.json"))
     if not files:
         raise VSFAError(f"{NAME}: {questions_dir} has no <scenario>.json question files")
@@ -97,9 +89,7 @@ def load_mmsafety(
     items: list[BenchmarkItem] = []
     for file in files:
         scenario = file.stem
-        questions = read_json_file(file, NAME)
-        if not isinstance(questions, dict):
-            raise VSFAError(f"{NAME}: {file} should be an object keyed by question id")
+        questions = LAYOUT.read_object(file, "question id")
         for variant in variants:
             folder = None
             if variant in IMAGE_TYPES:
@@ -112,7 +102,7 @@ def load_mmsafety(
                     )
             for qid, record in questions.items():
                 field = IMAGE_TYPES.get(variant, "Question")
-                require_fields(record, [field], f"{NAME}: {file} question {qid}")
+                LAYOUT.require_fields(record, [field], f"{file} question {qid}")
                 image = None
                 if folder is not None:
                     found = resolve_image(folder / f"{qid}.jpg")
@@ -137,17 +127,16 @@ def load_mmsafety(
                         },
                     )
                 )
-    check_not_empty(items, NAME, root)
-    return items
+    return LAYOUT.done(items, root)
 
 
-@register_benchmark(NAME)
+@BENCHMARKS.register(NAME)
 def mmsafety(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """MM-SafetyBench, all three image types and text-only."""
     return load_mmsafety(path)
 
 
-@register_benchmark("mmsafety-sd-typo")
+@BENCHMARKS.register("mmsafety-sd-typo")
 def mmsafety_sd_typo(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """MM-SafetyBench, SD+TYPO images only (the setting most papers report)."""
     return load_mmsafety(path, ("SD_TYPO",))

@@ -14,38 +14,24 @@ from __future__ import annotations
 
 import os
 
-from interp.data.benchmarks.common import (
-    check_not_empty,
-    find_first,
-    read_json_file,
-    require_fields,
-    require_path,
-    resolve_image,
-)
-from interp.data.records import BenchmarkItem, register_benchmark
-from interp.errors import VSFAError
+from interp.data.benchmarks.common import Layout
+from interp.data.records import BENCHMARKS, BenchmarkItem
 
 NAME = "mmvet"
-LAYOUT = "mm-vet.json and images/"
+LAYOUT = Layout(NAME, "mm-vet.json and images/")
 
 
-@register_benchmark(NAME)
+@BENCHMARKS.register(NAME)
 def mmvet(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """MM-Vet questions with reference answers; category = the capability integration."""
-    root = require_path(path, NAME, LAYOUT)
-    json_path = find_first(root, ["mm-vet.json", "mm-vet/mm-vet.json"], NAME, LAYOUT)
-    image_dir = find_first(json_path.parent, ["images"], NAME, "the images/ folder")
-    data = read_json_file(json_path, NAME)
-    if not isinstance(data, dict):
-        raise VSFAError(f"{NAME}: {json_path} should be an object keyed by question id (v1_0 ...)")
+    root = LAYOUT.root(path)
+    json_path = LAYOUT.find(root, ["mm-vet.json", "mm-vet/mm-vet.json"])
+    image_dir = LAYOUT.find(json_path.parent, ["images"], "the images/ folder")
+    data = LAYOUT.read_object(json_path, "question id (v1_0 ...)")
     items: list[BenchmarkItem] = []
     for qid, record in data.items():
-        require_fields(record, ["imagename", "question", "answer"], f"{NAME}: {json_path} {qid}")
-        image = resolve_image(image_dir / str(record["imagename"]))
-        if image is None:
-            raise VSFAError(
-                f"{NAME}: image {image_dir / str(record['imagename'])} ({qid}) is missing"
-            )
+        LAYOUT.require_fields(record, ["imagename", "question", "answer"], f"{json_path} {qid}")
+        image = LAYOUT.image(image_dir / str(record["imagename"]), f" ({qid})")
         capability = record.get("capability") or []
         items.append(
             BenchmarkItem(
@@ -59,5 +45,4 @@ def mmvet(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
                 meta={"capability": list(capability), "grading": "normalised-match (offline)"},
             )
         )
-    check_not_empty(items, NAME, root)
-    return items
+    return LAYOUT.done(items, root)

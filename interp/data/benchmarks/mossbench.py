@@ -14,43 +14,26 @@ from __future__ import annotations
 
 import os
 
-from interp.data.benchmarks.common import (
-    check_not_empty,
-    find_first,
-    read_json_file,
-    require_fields,
-    require_path,
-    resolve_image,
-)
-from interp.data.records import BenchmarkItem, register_benchmark
-from interp.errors import VSFAError
+from interp.data.benchmarks.common import Layout
+from interp.data.records import BENCHMARKS, BenchmarkItem
 
 NAME = "mossbench"
-LAYOUT = "data/images_information/information.json and data/images/"
+LAYOUT = Layout(NAME, "data/images_information/information.json and data/images/")
 
 
-@register_benchmark(NAME)
+@BENCHMARKS.register(NAME)
 def mossbench(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """MOSSBench: 300 benign image + question pairs; the metric is the refusal rate."""
-    root = require_path(path, NAME, LAYOUT)
-    info_path = find_first(
-        root,
-        ["data/images_information/information.json", "images_information/information.json"],
-        NAME,
-        LAYOUT,
+    root = LAYOUT.root(path)
+    info_path = LAYOUT.find(
+        root, ["data/images_information/information.json", "images_information/information.json"]
     )
     data_dir = info_path.parent.parent
-    info = read_json_file(info_path, NAME)
-    if not isinstance(info, dict):
-        raise VSFAError(f"{NAME}: {info_path} should be an object keyed by pid")
+    info = LAYOUT.read_object(info_path, "pid")
     items: list[BenchmarkItem] = []
     for pid, record in info.items():
-        require_fields(record, ["image", "question"], f"{NAME}: {info_path} pid {pid}")
-        image = resolve_image(data_dir / str(record["image"]))
-        if image is None:
-            raise VSFAError(
-                f"{NAME}: image {data_dir / str(record['image'])} (pid {pid}) is missing"
-            )
+        LAYOUT.require_fields(record, ["image", "question"], f"{info_path} pid {pid}")
+        image = LAYOUT.image(data_dir / str(record["image"]), f" (pid {pid})")
         metadata = record.get("metadata") or {}
         items.append(
             BenchmarkItem(
@@ -63,5 +46,4 @@ def mossbench(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
                 meta={k: metadata.get(k) for k in ("human", "child", "syn", "ocr", "harm")},
             )
         )
-    check_not_empty(items, NAME, root)
-    return items
+    return LAYOUT.done(items, root)

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from interp.artifacts import atomic_path
-from interp.data.benchmarks.common import cache_root, check_not_empty, require_path
-from interp.data.records import BenchmarkItem, register_benchmark
+from interp.data.benchmarks.common import Layout, cache_root
+from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
 
 NAME = "spavl"
-LAYOUT = "test/harm*.parquet and test/help*.parquet"
+LAYOUT = Layout(NAME, "test/harm*.parquet and test/help*.parquet")
 COLUMNS = ("image", "question", "class1")
 SPLITS = {"harm": "harmful", "help": "benign"}
 
@@ -101,10 +101,10 @@ def _split_files(root: Path, test_dir: Path, split: str) -> list[Path]:
     return []
 
 
-@register_benchmark(NAME)
+@BENCHMARKS.register(NAME)
 def spavl(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """SPA-VL test: ``harm`` (harmful) and ``help`` (benign) image + question pairs."""
-    root = require_path(path, NAME, LAYOUT)
+    root = LAYOUT.root(path)
     test_dir = root / "test" if (root / "test").is_dir() else root
     items: list[BenchmarkItem] = []
     found_any = False
@@ -133,7 +133,7 @@ def spavl(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
                 index += 1
     if not found_any:
         raise VSFAError(
-            f"SPA-VL folder {root} is not in the expected layout: no {LAYOUT} under {test_dir}"
+            f"SPA-VL folder {root} is not in the expected layout: no {LAYOUT.expected} under "
+            f"{test_dir}"
         )
-    check_not_empty(items, NAME, root)
-    return items
+    return LAYOUT.done(items, root)

@@ -6,9 +6,8 @@ Layout::
     PATH/test/<image>  (``image`` is relative to the unzipped test image folder; the folder may
                         also be PATH itself or PATH/images)
 
-``PATH`` may also be the ``test.json`` file itself (images then resolve beside it). The training
-split (``train.json``) is read the same way by :func:`read_vlguard_records` for the VLGuard
-fine-tuning baseline.
+``PATH`` may also be the ``test.json`` file itself (images then resolve beside it).
+:func:`read_vlguard_records` reads and checks the records of either split (``train.json`` too).
 """
 
 from __future__ import annotations
@@ -17,32 +16,25 @@ import os
 from pathlib import Path
 from typing import Any
 
-from interp.data.benchmarks.common import (
-    check_not_empty,
-    find_first,
-    read_json_file,
-    require_fields,
-    require_path,
-    resolve_image,
-)
-from interp.data.records import BenchmarkItem, register_benchmark
+from interp.data.benchmarks.common import Layout, resolve_image
+from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
 
 NAME = "vlguard"
-LAYOUT = "test.json and the unzipped test image folder"
+LAYOUT = Layout(NAME, "test.json and the unzipped test image folder")
 SUBSETS = ("unsafes", "safe_unsafes", "safe_safes")
 
 
-def read_vlguard_records(json_path: Path, benchmark: str = NAME) -> list[dict[str, Any]]:
+def read_vlguard_records(json_path: Path) -> list[dict[str, Any]]:
     """The records of a VLGuard ``train.json``/``test.json``, with the fields checked."""
-    records = read_json_file(json_path, benchmark)
+    records = LAYOUT.read_json(json_path)
     if not isinstance(records, list):
-        raise VSFAError(f"{benchmark}: {json_path} should be a list of records")
+        raise VSFAError(f"{NAME}: {json_path} should be a list of records")
     for index, record in enumerate(records):
-        where = f"{benchmark}: {json_path} record {index}"
-        require_fields(record, ["image", "safe", "instr-resp"], where)
+        where = f"{json_path} record {index}"
+        LAYOUT.require_fields(record, ["image", "safe", "instr-resp"], where)
         if not isinstance(record["instr-resp"], list) or not record["instr-resp"]:
-            raise VSFAError(f"{where}: instr-resp should be a non-empty list")
+            raise VSFAError(f"{NAME}: {where}: instr-resp should be a non-empty list")
     return records
 
 
@@ -65,22 +57,18 @@ def _instruction(record: dict[str, Any], key: str) -> str | None:
     return None
 
 
-@register_benchmark(NAME)
+@BENCHMARKS.register(NAME)
 def vlguard(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """VLGuard test: unsafe images, safe images with unsafe instructions, and safe pairs."""
-    root = require_path(path, NAME, LAYOUT)
-    json_path = (
-        root if root.is_file() else find_first(root, ["test.json", "data/test.json"], NAME, LAYOUT)
-    )
+    root = LAYOUT.root(path)
+    json_path = root if root.is_file() else LAYOUT.find(root, ["test.json", "data/test.json"])
     records = read_vlguard_records(json_path)
     if not records:
         raise VSFAError(f"{NAME}: {json_path} holds no records")
     image_root = _image_root(root, json_path, str(records[0]["image"]))
     items: list[BenchmarkItem] = []
     for index, record in enumerate(records):
-        image = resolve_image(image_root / str(record["image"]))
-        if image is None:
-            raise VSFAError(f"{NAME}: image {image_root / str(record['image'])} is missing")
+        image = LAYOUT.image(image_root / str(record["image"]))
         record_id = str(record.get("id", index))
         meta = {
             "harmful_category": record.get("harmful_category"),
@@ -111,5 +99,4 @@ def vlguard(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
                     meta=meta,
                 )
             )
-    check_not_empty(items, NAME, root)
-    return items
+    return LAYOUT.done(items, root)

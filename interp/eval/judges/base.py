@@ -1,7 +1,8 @@
 """The judge interface: every judge turns (item, response) pairs into verdicts.
 
-Judges are registered by name so the CLI (``--judge NAME[:ARG]``) and other stages (the
-organism's exact judge) plug in without changes to the evaluation code.
+Judges are registered by name in :data:`JUDGES`, so the CLI (``--judge NAME[:ARG]``) and
+plug-ins (through the ``interp.plugins`` entry point) add judges without changes to the
+evaluation code.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from interp.data.records import BenchmarkItem
-from interp.errors import VSFAError
+from interp.eval.matching import match_answer
+from interp.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -47,25 +49,17 @@ class Judge(Protocol):
 
 
 JudgeFactory = Callable[[str | None], Judge]
-JUDGES: dict[str, JudgeFactory] = {}
-
-
-def register_judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
-    """Decorator: make ``factory(arg)`` available as ``--judge NAME`` or ``--judge NAME:ARG``."""
-
-    def decorate(factory: JudgeFactory) -> JudgeFactory:
-        JUDGES[name] = factory
-        return factory
-
-    return decorate
+JUDGES: Registry[JudgeFactory] = Registry("judge")
+"""Judge factories by name: ``@JUDGES.register(NAME)`` on ``factory(arg)`` makes it available
+as ``--judge NAME`` or ``--judge NAME:ARG``."""
 
 
 def get_judge(spec: str) -> Judge:
-    """``keyword``, ``llm:/path/to/model``, ``organism`` ... -> a judge."""
+    """``keyword``, ``keyword:FILE``, ``llm:/path/to/model``, a plug-in's name ... -> a judge."""
     name, _, arg = spec.partition(":")
-    try:
-        factory = JUDGES[name]
-    except KeyError:
-        known = ", ".join(sorted(JUDGES)) or "(none registered)"
-        raise VSFAError(f"unknown judge {name!r}; known judges: {known}") from None
-    return factory(arg or None)
+    return JUDGES.get(name)(arg or None)
+
+
+def reference_match(item: BenchmarkItem, response: str) -> bool | None:
+    """Whether ``response`` gives ``item``'s reference answer; ``None`` without a reference."""
+    return None if item.reference is None else match_answer(item.reference, response)

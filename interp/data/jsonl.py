@@ -1,0 +1,69 @@
+"""VQA records on disk: one JSON object per line, read with checks and written atomically.
+
+A record is ``{id, image, question, answer, source?, style?, tags?, ...}``; ``image`` is absolute
+or relative to the JSONL's folder (:func:`resolve_image`). The VQA builder, the label-free audit
+and the trainer all read and write VQA data through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from interp.artifacts import write_text_atomic
+from interp.errors import VSFAError
+
+REQUIRED_FIELDS = ("image", "question", "answer")
+OPTIONAL_STR_FIELDS = ("id", "source", "style")
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
+    """Write one JSON object per line, atomically."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    return write_text_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def read_vqa_jsonl(
+    path: str | os.PathLike, *, required: Sequence[str] = REQUIRED_FIELDS
+) -> list[dict[str, Any]]:
+    """Read VQA records; an error names the line and field of the first bad record."""
+    path = Path(path)
+    if not path.is_file():
+        raise VSFAError(f"VQA data {path} does not exist")
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise VSFAError(f"{path} line {number}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise VSFAError(f"{path} line {number}: expected a JSON object")
+            for name in required:
+                value = record.get(name)
+                if not isinstance(value, str) or not value.strip():
+                    problem = "missing" if name not in record else "empty or not a string"
+                    raise VSFAError(f"{path} line {number}: field {name!r} is {problem}")
+            for name in OPTIONAL_STR_FIELDS:
+                if name in record and not isinstance(record[name], str):
+                    raise VSFAError(f"{path} line {number}: field {name!r} must be a string")
+            if "tags" in record and not (
+                isinstance(record["tags"], list) and all(isinstance(t, str) for t in record["tags"])
+            ):
+                raise VSFAError(f"{path} line {number}: field 'tags' must be a list of strings")
+            record.setdefault("id", f"{path.stem}-{number}")
+            records.append(record)
+    if not records:
+        raise VSFAError(f"VQA data {path} has no records")
+    return records
+
+
+def resolve_image(image: str, base: str | os.PathLike) -> Path:
+    """An image path of a record: absolute, or relative to ``base`` (the JSONL's folder)."""
+    path = Path(image)
+    return path if path.is_absolute() else Path(base) / path
