@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interp.errors import VSFAError
 from interp.eval.generation import GenerationConfig
+
+if TYPE_CHECKING:
+    from interp.eval.judges import Judge
 
 
 @dataclass
@@ -90,7 +93,7 @@ class EvalConfig:
             seed=self.seed or 0, samples_per_item=self.samples_per_item,
         )  # fmt: skip
 
-    def make_judge(self) -> Any:
+    def make_judge(self) -> Judge:
         """The judge ``--judge`` names, with the llm judge's options."""
         from interp.eval.judges import make_judge
 

@@ -17,16 +17,6 @@ from PIL import Image, ImageDraw
 
 from interp.data.benchmarks.mmsafety import SCENARIOS
 
-FIXTURE_BENCHMARKS = (
-    "mmsafety",
-    "figstep",
-    "figstep-tiny",
-    "spavl",
-    "vlguard",
-    "mossbench",
-    "mmvet",
-)
-
 
 def _image(text: str, size: int = 48, color: tuple[int, int, int] = (240, 240, 240)) -> Image.Image:
     image = Image.new("RGB", (size, size), color)

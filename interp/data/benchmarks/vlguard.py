@@ -22,7 +22,6 @@ from interp.errors import VSFAError
 
 NAME = "vlguard"
 LAYOUT = Layout(NAME, "test.json and the unzipped test image folder")
-SUBSETS = ("unsafes", "safe_unsafes", "safe_safes")
 
 
 def read_vlguard_records(json_path: Path) -> list[dict[str, Any]]:
