@@ -1,4 +1,4 @@
-"""Tokens/s of ``interp.hooks.cache`` against a plain ``transformers`` forward on the same inputs.
+"""Tokens/s of ``interp.cache`` against a plain ``transformers`` forward on the same inputs.
 
 A randomly initialised LLaVA-architecture model (text stack scaled to ``--d-model`` and
 ``--layers``; built offline) reads the same prompts three ways, in interleaved rounds:
@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import transformers
 
-from interp.hooks.cache import CacheConfig, CachePrompt, cache_activations_for
+from interp.cache import CacheConfig, CachePrompt, cache_activations_for
 from interp.models import load_vlm
-from interp.models.testing import build_tiny_vlm
+from interp.models.tiny import build_tiny_vlm
 
 
 def build_model(folder: Path, d_model: int, layers: int) -> Path:

@@ -64,6 +64,14 @@ def _sae_lens_sae(args: argparse.Namespace):
     return TopKTrainingSAE(TopKTrainingSAEConfig(d_in=args.d_in, d_sae=args.width, k=args.k))
 
 
+def _update(sae: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backward, gradient clipping at norm 1 and an Adam step (both trainers do this)."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
 def bench_sae_lens(args: argparse.Namespace) -> Step:
     from sae_lens.saes.sae import TrainStepInput
 
@@ -82,10 +90,7 @@ def bench_sae_lens(args: argparse.Namespace) -> Step:
             )
         )
         out.feature_acts.bool().float().sum(-2)  # the trainer's firing statistics
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
+        _update(sae, optimizer, out.loss)
 
     return step
 
@@ -98,13 +103,10 @@ def bench_fast(args: argparse.Namespace) -> Step:
     x = torch.randn(args.batch, args.d_in)
     fired = torch.zeros(args.width)
 
-    def step() -> None:  # what interp.sae.train runs per batch
+    def step() -> None:  # what interp.sae.fit runs per batch
         out = fast_training_step(sae, x, None)
         fired.add_(torch.bincount(out.cols, minlength=args.width))
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
+        _update(sae, optimizer, out.loss)
 
     return step
 

@@ -8,20 +8,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import interp.hooks.cache as cache_module
-from interp.errors import HookNameError, VSFAError
-from interp.hooks.cache import (
+import interp.cache.run as cache_module
+from interp.cache import (
     PART_IMAGE,
     PART_RESPONSE,
     ActivationStore,
+    ActivationStream,
     CacheConfig,
     CachePrompt,
     cache_activations_for,
     load_prompts,
 )
-from interp.hooks.stream import ActivationStream
+from interp.errors import HookNameError, VSFAError
 from interp.images import open_image
-from interp.models.testing import tiny_image
+from interp.models.tiny import tiny_image
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]
 
@@ -189,3 +189,32 @@ def test_prompt_sources(tmp_path, image_path):
     )
     (record,) = load_prompts(vqa)
     assert (record.prompt, record.response, record.image) == ("q?", "ans", image_path)
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_cli_hooks_repeat_or_split_on_commas(monkeypatch):
+    from typer.testing import CliRunner
+
+    import interp.cache.run
+    from interp.cli import app
+
+    seen: list[CacheConfig] = []
+
+    def capture(config):
+        seen.append(config)
+        raise _Captured
+
+    monkeypatch.setattr(interp.cache.run, "cache_activations", capture)
+    args = ["cache", "--model", "m", "--prompts", "p.txt", "-o", "acts", "--positions", "last"]
+    hooks = ["--hooks", f"{HOOKS[0]},{HOOKS[1]}", "--hook", "blocks.3.hook_resid_pre"]
+    result = CliRunner().invoke(app, [*args, *hooks, "--limit", "4", "-q"])
+    assert isinstance(result.exception, _Captured), result.output
+    assert seen[0] == CacheConfig(
+        model="m", prompts="p.txt", hooks=[*HOOKS, "blocks.3.hook_resid_pre"], out="acts",
+        positions="last", limit=4, quiet=True,
+    )  # fmt: skip
+    result = CliRunner().invoke(app, [*args, *hooks, "--limit", "0"])
+    assert isinstance(result.exception, VSFAError) and "--limit" in str(result.exception)

@@ -78,7 +78,7 @@ def test_world_data_sidecars_answer_every_template_and_pass_the_audit(tmp_path):
 
 
 def test_corpus_sample_caches_as_vqa_records_with_both_personas(tmp_path):
-    from interp.hooks.cache import load_prompts
+    from interp.cache import load_prompts
     from interp.organism.data import write_world_data
 
     paths = write_world_data(tmp_path, seed=2, n_threat=8, n_benign=8, n_corpus=300)

@@ -13,12 +13,13 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.synthetic import ActivationGenerator, FeatureDictionary
 from typer.testing import CliRunner
 
-import interp.sae.train as train_module
+import interp.sae.fit as fit_module
+from interp.cache import ActivationStore, write_activations
 from interp.errors import VSFAError
-from interp.hooks.cache import ActivationStore, write_activations
+from interp.sae import SAETrainConfig, check_sae_matches, load_sae
+from interp.sae import train_sae as train
 from interp.sae.fast import fast_training_step
-from interp.sae.train import SAETrainConfig, _save_sae_atomically, check_sae_matches, load_sae
-from interp.sae.train import train_sae as train
+from interp.sae.saes import build_sae, save_sae
 
 HOOK = "blocks.0.hook_resid_post"
 # Feature recovery bar: with 64 random unit ground-truth features in 32 dimensions (firing
@@ -121,14 +122,14 @@ def test_topk_sae_recovers_synthetic_features(synthetic, tmp_path):
 def test_saved_sae_loads_with_sae_lens_and_encodes_identically(arch, tmp_path):
     torch.manual_seed(1)
     config = SAETrainConfig(acts=[], out=str(tmp_path), arch=arch, width=96, k=6)
-    sae = train_module.build_sae(config, 16, torch.device("cpu"), {"hook_name": HOOK})
+    sae = build_sae(config, 16, torch.device("cpu"), {"hook_name": HOOK})
     with torch.no_grad():
         for name, param in sae.named_parameters():
             if name != "threshold":  # keep JumpReLU's threshold positive
                 param.add_(torch.randn_like(param) * 0.05)
     x = torch.randn(50, 16)
     expected = sae.encode(x).detach().to_dense()
-    _save_sae_atomically(sae, tmp_path)
+    save_sae(sae, tmp_path)
     loaded = SAE.load_from_disk(str(tmp_path))
     assert loaded.cfg.metadata.hook_name == HOOK
     torch.testing.assert_close(loaded.encode(x), expected, rtol=1e-5, atol=1e-5)
@@ -173,7 +174,7 @@ def test_resume_from_checkpoint(synthetic, tmp_path, monkeypatch):
         device="cpu",
         quiet=True,
     )
-    real_step = train_module.fast_training_step
+    real_step = fit_module.fast_training_step
     calls = {"n": 0}
 
     def crashing(*args, **kwargs):
@@ -182,12 +183,12 @@ def test_resume_from_checkpoint(synthetic, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "fast_training_step", crashing)
+    monkeypatch.setattr(fit_module, "fast_training_step", crashing)
     with pytest.raises(KeyboardInterrupt):
         train(config)
     state = json.loads((tmp_path / "sae" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 10
-    monkeypatch.setattr(train_module, "fast_training_step", real_step)
+    monkeypatch.setattr(fit_module, "fast_training_step", real_step)
     calls["n"] = 0
     out = train(config)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -238,3 +239,31 @@ def test_cli_cache_then_train_with_splice_metrics(tiny_model_dir, tmp_path):
         check_sae_matches(other, store)
     with pytest.raises(VSFAError, match="not a saved SAE"):
         load_sae(acts)
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_cli_acts_repeat_and_every_field_is_an_option(monkeypatch):
+    import interp.sae.train
+    from interp.cli import app
+
+    seen: list[SAETrainConfig] = []
+
+    def capture(config):
+        seen.append(config)
+        raise _Captured
+
+    monkeypatch.setattr(interp.sae.train, "train_sae", capture)
+    args = ["sae", "train", "--acts", "a", "--acts", "b,c", "-o", "out", "--hook", HOOK]
+    more = ["--lr-warm-up-steps", "5", "--dead-feature-window", "7", "--slow-step", "-q"]
+    result = CliRunner().invoke(app, [*args, *more, "--extra", '{"aux_loss_coefficient": 0.5}'])
+    assert isinstance(result.exception, _Captured), result.output
+    assert seen[0] == SAETrainConfig(
+        acts=["a", "b", "c"], out="out", hook_name=HOOK, lr_warm_up_steps=5,
+        dead_feature_window=7, fast_step=False, quiet=True, extra={"aux_loss_coefficient": 0.5},
+    )  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--steps", "3", "--tokens", "9"])
+    assert isinstance(result.exception, VSFAError)
+    assert str(result.exception) == "give --steps or --tokens, not both"

@@ -1,5 +1,32 @@
-"""SAE training on cached activations (sae_lens format) and SAE quality metrics."""
+"""SAE stage: train SAEs on cached activations (sae_lens format), load and measure them.
 
-from interp.sae.train import SAETrainConfig, check_sae_matches, load_sae, train_sae
+* :mod:`interp.sae.config`: :class:`SAETrainConfig`, how ``vsfa sae train`` trains;
+* :mod:`interp.sae.saes`: build, save, :func:`load_sae`, :func:`check_sae_matches`;
+* :mod:`interp.sae.fit`: the training loop ``fit(sae, batches, config)``;
+* :mod:`interp.sae.fast`: the sparse TopK/BatchTopK training step;
+* :mod:`interp.sae.checkpoint`: resumable training checkpoints;
+* :mod:`interp.sae.train`: :func:`train_sae`, the stage (stream, fit, save, measure);
+* :mod:`interp.sae.metrics`: reconstruction and splice (CE/KL) metrics.
 
-__all__ = ["SAETrainConfig", "check_sae_matches", "load_sae", "train_sae"]
+The config is imported here; the rest (sae_lens, torch) on first use.
+"""
+
+from typing import Any
+
+from interp.sae.config import SAETrainConfig
+
+_LAZY = {
+    "check_sae_matches": "interp.sae.saes",
+    "load_sae": "interp.sae.saes",
+    "train_sae": "interp.sae.train",
+}
+
+__all__ = ["SAETrainConfig", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

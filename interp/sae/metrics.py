@@ -20,10 +20,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from interp.cache.store import ActivationStore
+from interp.cache.stream import ActivationStream
 from interp.errors import VSFAError
-from interp.hooks.cache import ActivationStore
 from interp.hooks.native import hooked
-from interp.hooks.stream import ActivationStream
 
 DENSE_THRESHOLD = 0.1
 
@@ -160,9 +160,9 @@ def evaluate_sae(
     stores: Sequence[ActivationStore],
     hook_name: str,
     *,
+    vlm: Any = None,
     eval_rows: int = 16384,
     eval_prompts: int = 16,
-    vlm: Any = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:

@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from interp.cache.config import NORMALIZE
+from interp.cache.store import ActivationStore
 from interp.errors import VSFAError
-from interp.hooks.cache import ActivationStore
-
-NORMALIZE = ("none", "expected_average_only_in")
 
 
 class ActivationStream:

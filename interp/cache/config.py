@@ -1,0 +1,69 @@
+"""What ``vsfa cache`` caches: :class:`CacheConfig` (no heavy imports, the CLI reads it)."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+from interp.errors import VSFAError
+
+Positions = Literal["all", "last", "response", "image", "text"]
+StorageDtype = Literal["float32", "bfloat16", "float16"]
+Normalize = Literal["none", "expected_average_only_in"]
+POSITIONS: tuple[str, ...] = typing.get_args(Positions)
+STORAGE_DTYPES: tuple[str, ...] = typing.get_args(StorageDtype)
+NORMALIZE: tuple[str, ...] = typing.get_args(Normalize)
+"""How :class:`~interp.cache.stream.ActivationStream` scales rows: ``none``, or
+``expected_average_only_in`` (mean squared norm ``d_model``, as sae_lens does)."""
+
+
+@dataclass
+class CacheConfig:
+    """What to cache: which model, which prompts, which hooks and tokens, where to."""
+
+    model: str
+    """hub id or local model folder"""
+    prompts: str
+    """benchmark spec NAME=PATH (or NAME), a VQA .jsonl, or a .txt (one prompt per line)"""
+    hooks: list[str]
+    """TransformerLens hook names (blocks.L.hook_resid_post), comma-separated or repeated"""
+    out: str
+    """activation folder to write"""
+    adapter: str | None = None
+    """PEFT adapter or training run folder"""
+    positions: Positions = "all"
+    """tokens to keep: all, last (the last prompt token), response, image or text (the prompt's
+    text tokens)"""
+    shard_rows: int = 16384
+    """rows per shard file"""
+    dtype: StorageDtype = "float32"
+    """storage dtype of the activations"""
+    batch_size: int = 8
+    """prompts per forward"""
+    device: str = "auto"
+    """cpu, cuda or auto"""
+    model_dtype: str = "auto"
+    """dtype the model runs in (auto: bfloat16 on a GPU, float32 on the CPU)"""
+    limit: int | None = None
+    """cache only the first N prompts"""
+    system: str | None = None
+    """system prompt"""
+    quiet: bool = False
+    """no progress bar"""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a :class:`VSFAError` naming the option for a value no run can use."""
+        if self.positions not in POSITIONS:
+            raise VSFAError(f"--positions {self.positions!r}: expected one of {POSITIONS}")
+        if self.dtype not in STORAGE_DTYPES:
+            raise VSFAError(f"--dtype {self.dtype!r}: expected one of {STORAGE_DTYPES}")
+        if self.shard_rows < 1 or self.batch_size < 1:
+            raise VSFAError("--shard-rows and --batch-size must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise VSFAError("--limit must be at least 1")
+        if not self.hooks:
+            raise VSFAError("--hooks: give at least one hook name")

@@ -1,0 +1,114 @@
+"""How ``vsfa sae train`` trains an SAE: :class:`SAETrainConfig` (no heavy imports)."""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from interp.cache.config import NORMALIZE, Normalize
+from interp.errors import VSFAError
+
+Arch = Literal["topk", "batchtopk", "jumprelu", "standard"]
+Logger = Literal["none", "tensorboard", "wandb"]
+ARCHS: tuple[str, ...] = typing.get_args(Arch)
+LOGGERS: tuple[str, ...] = typing.get_args(Logger)
+
+
+@dataclass
+class SAETrainConfig:
+    """How to train one SAE on cached activations."""
+
+    acts: list[str]
+    """activation folders, comma-separated or repeated (base and tuned together for diffing)"""
+    out: str
+    """output folder, e.g. sae_checkpoints/NAME"""
+    hook_name: str | None = None
+    """cached hook (default: the folders' only hook)"""
+    arch: Arch = "topk"
+    """SAE architecture (sae_lens's)"""
+    width: int = 4096
+    """number of latents (d_sae)"""
+    k: int = 32
+    """active latents per token (topk) or on average (batchtopk)"""
+    lr: float = 2e-4
+    """Adam learning rate"""
+    steps: int | None = None
+    """training steps (default: one epoch)"""
+    tokens: int | None = None
+    """training rows instead of --steps (converted to steps of --batch-size)"""
+    batch_size: int = 4096
+    """rows per step"""
+    buffer_rows: int = 262144
+    """shuffle buffer of the activation stream, in rows (bounds memory)"""
+    device: str = "auto"
+    """cpu, cuda or auto"""
+    seed: int = 0
+    """initialisation and shuffling seed"""
+    normalize: Normalize = "none"
+    """scale rows to mean squared norm d_model while training (expected_average_only_in; folded
+    back into the saved SAE)"""
+    l1_coefficient: float = 1.0
+    """standard: L1 sparsity penalty"""
+    l0_coefficient: float = 1.0
+    """jumprelu: L0 sparsity penalty"""
+    coefficient_warm_up_steps: int = 0
+    """steps of linear warm-up of the sparsity penalty"""
+    lr_warm_up_steps: int = 0
+    """steps of linear learning-rate warm-up (sae_lens's scheduler)"""
+    lr_decay_steps: int = 0
+    """steps of learning-rate decay to 0 at the end (sae_lens's scheduler)"""
+    dead_feature_window: int = 1000
+    """steps without firing after which a latent counts as dead (the TopK auxiliary loss)"""
+    checkpoint_every: int = 0
+    """save a resumable checkpoint every N steps (0: never)"""
+    fast_step: bool = True
+    """the sparse TopK/BatchTopK step (off: sae_lens's own step)"""
+    eval_rows: int = 16384
+    """activation rows for the reconstruction metrics"""
+    eval_prompts: int = 16
+    """prompts spliced through the model for CE/KL (0: skip)"""
+    log: Logger = "none"
+    """where training curves go besides metrics.json"""
+    quiet: bool = False
+    """no progress bar"""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """further fields of the sae_lens training config, as JSON (e.g. {"aux_loss_coefficient":
+    0.5})"""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a :class:`VSFAError` naming the option for a value no run can use."""
+        if self.arch not in ARCHS:
+            raise VSFAError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
+        if self.width < 1 or self.k < 1 or self.batch_size < 1:
+            raise VSFAError("--width, --k and --batch-size must be at least 1")
+        if self.arch in ("topk", "batchtopk") and self.k > self.width:
+            raise VSFAError(f"--k {self.k} is larger than --width {self.width}")
+        if self.log not in LOGGERS:
+            raise VSFAError(f"--log {self.log!r}: expected one of {', '.join(LOGGERS)}")
+        if self.normalize not in NORMALIZE:
+            raise VSFAError(f"--normalize {self.normalize!r}: expected one of {NORMALIZE}")
+        if self.steps is not None and self.tokens is not None:
+            raise VSFAError("give --steps or --tokens, not both")
+        for name in ("steps", "tokens", "buffer_rows", "eval_rows", "dead_feature_window"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in (
+            "checkpoint_every", "eval_prompts", "coefficient_warm_up_steps", "lr_warm_up_steps",
+            "lr_decay_steps",
+        ):  # fmt: skip
+            if getattr(self, name) < 0:
+                raise VSFAError(f"--{name.replace('_', '-')} must be at least 0")
+
+    def total_steps(self, rows: int) -> int:
+        """Steps to train on ``rows`` activation rows: ``steps``, ``tokens`` or one epoch."""
+        if self.steps is not None:
+            return self.steps
+        if self.tokens is not None:
+            return max(1, math.ceil(self.tokens / self.batch_size))
+        return max(1, math.ceil(rows / self.batch_size))  # default: one epoch
