@@ -14,7 +14,7 @@ from interp.models import load_vlm
 from interp.models.testing import tiny_image
 from interp.train import TrainConfig, train
 from interp.train.data import IGNORE_INDEX, collate, encode_example, read_vlguard_examples
-from interp.train.trainer import answer_loss_sum, prepare_model, save_result
+from interp.train.model import answer_loss_sum, prepare_model, save_result
 
 
 @pytest.fixture(autouse=True)
@@ -193,6 +193,54 @@ def test_bad_training_input(tiny_model_dir, vqa_file, tmp_path):
     train(_config(model, vqa_file, done, max_steps=1))
     with pytest.raises(VSFAError, match="--overwrite"):
         train(_config(model, vqa_file, done, max_steps=2))
+
+
+def _train_cli(monkeypatch, args: list[str]):
+    """``vsfa train ARGS`` with the training replaced by recording its config."""
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    seen: list[TrainConfig] = []
+
+    def record(config: TrainConfig) -> Path:
+        seen.append(config)
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text('{"final_loss": 1.5, "wall_time_s": 2}')
+        return out
+
+    monkeypatch.setattr("interp.train.trainer.train", record)
+    return CliRunner().invoke(app, ["train", *args]), seen
+
+
+def test_train_command_sets_every_field(monkeypatch, tmp_path):
+    base = ["-m", "base", "-d", "vqa.jsonl", "-o", str(tmp_path / "run")]
+    extra = ["--lora-targets", "q_proj, v_proj", "--max-grad-norm", "0.5", "--scheduler", "cosine",
+             "--log-every", "5", "--gradient-checkpointing", "--max-steps", "3", "-q"]  # fmt: skip
+    result, seen = _train_cli(monkeypatch, base + extra)
+    assert result.exit_code == 0, result.output
+    assert "final loss 1.5000" in result.output
+    assert seen == [
+        TrainConfig(
+            model="base", data="vqa.jsonl", out=str(tmp_path / "run"),
+            lora_targets=["q_proj", "v_proj"], max_grad_norm=0.5, scheduler="cosine",
+            log_every=5, gradient_checkpointing=True, max_steps=3, quiet=True,
+        )
+    ]  # fmt: skip
+    for args, message in [
+        (["--scheduler", "step"], "--scheduler: 'step' is not one of linear"),
+        (["--max-grad-norm", "0"], "--max-grad-norm must be positive"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--weight-decay", "-1"], "--weight-decay must be 0 or more"),
+    ]:
+        result, seen = _train_cli(monkeypatch, base + args)
+        assert isinstance(result.exception, VSFAError) and message in str(result.exception)
+        assert not seen
+    result, seen = _train_cli(monkeypatch, ["-m", "base", "-o", str(tmp_path / "none")])
+    assert "--method lora needs --data" in str(result.exception)
+    result, seen = _train_cli(monkeypatch, ["-m", "b", "-o", str(tmp_path / "n"), "--method=none"])
+    assert result.exit_code == 0 and seen[0].data is None
 
 
 def test_vlguard_format(tmp_path):

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from interp.errors import VSFAError
 
 Method = Literal["lora", "full", "vlguard", "none"]
-METHODS: tuple[str, ...] = ("lora", "full", "vlguard", "none")
+METHODS: tuple[str, ...] = typing.get_args(Method)
+
+# ``transformers.get_scheduler`` schedules that need nothing but the warm-up and total steps.
+Scheduler = Literal[
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+    "inverse_sqrt",
+]  # fmt: skip
+SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
 
 # Learning rates that work for each kind of update when none is given.
 DEFAULT_LR = {"lora": 2e-4, "vlguard": 2e-4, "full": 2e-5, "none": 0.0}
@@ -16,78 +24,89 @@ DEFAULT_LR = {"lora": 2e-4, "vlguard": 2e-4, "full": 2e-5, "none": 0.0}
 # Fields that do not change the trained weights (left out of the resume / skip key).
 NON_RESULT_FIELDS = ("out", "quiet", "save_every", "log_every", "overwrite", "threads")
 
+# Fields that must be whole numbers of at least 1 (``None`` allowed for the optional ones).
+AT_LEAST_ONE = ("lora_r", "lora_alpha", "epochs", "batch_size", "grad_accum", "log_every")
+AT_LEAST_ONE_OR_NONE = ("max_steps", "limit", "max_length", "threads")
+
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a fine-tuning run.
-
-    Attributes:
-        model: base model (hub id or local folder).
-        data: VQA JSONL (``lora``/``full``) or VLGuard-format ``train.json`` (``vlguard``).
-        out: run folder: ``adapter/`` or ``model/``, ``manifest.json``, ``loss_curve.json``,
-            ``checkpoints/`` while training.
-        method: ``lora`` (VSFA with a LoRA adapter), ``full`` (VSFA, all language-model
-            weights), ``vlguard`` (supervised safety fine-tuning with LoRA on VLGuard data),
-            ``none`` (no training; a manifest that names the base model).
-        lora_r, lora_alpha, lora_dropout: LoRA shape.
-        lora_targets: module names inside the language model (default: the family's).
-        lr: peak learning rate (default per method, :data:`DEFAULT_LR`).
-        epochs, max_steps: length; ``max_steps`` (optimizer steps) wins when set.
-        batch_size, grad_accum: micro-batch size and micro-batches per optimizer step.
-        warmup_ratio, weight_decay, max_grad_norm, scheduler: optimisation details.
-        seed: seeds LoRA initialisation, data order, dropout and the ``limit`` subset.
-        limit: train on a seeded random subset of this many records.
-        image_root: folder the VLGuard ``image`` paths are relative to (default: the JSON's).
-        system: optional system prompt used for every training conversation.
-        max_length: drop examples longer than this many tokens (None keeps all).
-        gradient_checkpointing: trade compute for memory on large models.
-        device, dtype: ``auto`` picks CUDA + bfloat16 when there is a GPU.
-        save_every: checkpoint every N optimizer steps (0: only at the end).
-        overwrite: discard an existing run folder made with other arguments.
-        threads: CPU threads for this run (restored afterwards); on a shared or busy machine
-            1 is often much faster than the default, which oversubscribes the cores.
-    """
+    """Everything that decides a fine-tuning run."""
 
     model: str
-    data: str | None
+    """base model: hub id or local folder"""
+    data: str | None = field(default=None, kw_only=True)
+    """VQA JSONL (lora, full) or VLGuard-format train.json (vlguard); not needed by none"""
     out: str
-    method: str = "lora"
+    """run folder: adapter/ or model/, manifest.json, loss_curve.json, checkpoints/ while
+    training"""
+    method: Method = "lora"
+    """lora (VSFA with a LoRA adapter), full (VSFA, all language-model weights), vlguard
+    (supervised safety fine-tuning with LoRA on VLGuard data), none (no training: a manifest
+    naming the base model)"""
     lora_r: int = 16
+    """LoRA rank"""
     lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by alpha / r)"""
     lora_dropout: float = 0.05
+    """dropout on the LoRA input, in [0, 1)"""
     lora_targets: list[str] | None = None
+    """comma-separated module names inside the language model (default: the family's)"""
     lr: float | None = None
+    """peak learning rate (default: 2e-4 for lora and vlguard, 2e-5 for full)"""
     epochs: int = 1
+    """passes over the data (ignored when --max-steps is set)"""
     max_steps: int | None = None
+    """optimizer steps (wins over --epochs)"""
     batch_size: int = 4
+    """examples per micro-batch"""
     grad_accum: int = 1
+    """micro-batches per optimizer step"""
     warmup_ratio: float = 0.03
+    """fraction of the steps spent warming the learning rate up, in [0, 1)"""
     weight_decay: float = 0.0
+    """AdamW weight decay"""
     max_grad_norm: float = 1.0
-    scheduler: str = "linear"
+    """clip the gradient norm of each optimizer step to this"""
+    scheduler: Scheduler = "linear"
+    """learning-rate schedule after the warm-up (transformers' get_scheduler)"""
     seed: int = 0
+    """seeds LoRA initialisation, data order, dropout and the --limit subset"""
     limit: int | None = None
+    """train on a seeded random subset of this many records"""
     image_root: str | None = None
+    """folder the VLGuard image paths are relative to (default: the JSON's folder)"""
     system: str | None = None
+    """system prompt of every training conversation"""
     max_length: int | None = None
+    """drop examples longer than this many tokens (default: keep all)"""
     gradient_checkpointing: bool = False
+    """trade compute for memory on large models"""
     device: str = "auto"
+    """cpu, cuda, cuda:N or auto (CUDA when there is a GPU)"""
     dtype: str = "auto"
+    """float32, bfloat16 or auto (bfloat16 on a GPU)"""
     save_every: int = 50
+    """checkpoint every N optimizer steps (0: only at the end)"""
     log_every: int = 1
+    """show the loss on the progress bar every N optimizer steps"""
     quiet: bool = False
+    """no progress bars"""
     overwrite: bool = False
+    """replace a run folder made with other arguments"""
     threads: int | None = None
+    """CPU threads for this run (restored afterwards); on a shared or busy machine 1 is often
+    much faster than the default, which oversubscribes the cores"""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise VSFAError(f"--method {self.method!r}: expected one of {', '.join(METHODS)}")
         if self.method != "none" and not self.data:
             raise VSFAError(f"--method {self.method} needs --data")
-        for name in ("lora_r", "lora_alpha", "epochs", "batch_size", "grad_accum", "log_every"):
+        for name in AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("max_steps", "limit", "max_length", "threads"):
+        for name in AT_LEAST_ONE_OR_NONE:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")
@@ -97,6 +116,14 @@ class TrainConfig:
             raise VSFAError("--lora-dropout must be in [0, 1)")
         if not 0 <= self.warmup_ratio < 1:
             raise VSFAError("--warmup-ratio must be in [0, 1)")
+        if self.weight_decay < 0:
+            raise VSFAError("--weight-decay must be 0 or more")
+        if not self.max_grad_norm > 0:
+            raise VSFAError("--max-grad-norm must be positive")
+        if self.scheduler not in SCHEDULERS:
+            raise VSFAError(
+                f"--scheduler {self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}"
+            )
         if self.lora_targets and self.method not in ("lora", "vlguard"):
             raise VSFAError(
                 f"--lora-targets applies to lora and vlguard, not --method {self.method}"

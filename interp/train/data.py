@@ -1,15 +1,17 @@
-"""Training examples: read them (VQA JSONL or VLGuard JSON), tokenise once, collate batches.
+"""Training examples: read them (VQA JSONL or VLGuard JSON), tokenise once, order, collate.
 
 Each example is tokenised once, before training, into the family's model inputs plus ``labels``
 that hold ``-100`` everywhere except on the response tokens: the conversation is tokenised with
 and without the response through :meth:`VLM.prepare`, and the shared prefix (system, user turn,
 image tokens, assistant opener) is masked. Image tensors of an image used by several questions
-are shared, not copied.
+are shared, not copied. The order of micro-batches is a function of (seed, epoch) alone, so the
+step number is all the data state a resumed run needs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 
 from interp.errors import VSFAError
 from interp.images import open_image
+from interp.train.config import TrainConfig
 
 IGNORE_INDEX = -100
 
@@ -50,7 +53,7 @@ class Example:
 # ---- reading -------------------------------------------------------------------------------
 def read_vqa_examples(path: str | os.PathLike) -> list[Example]:
     """VQA JSONL records (see :mod:`interp.data.vqa`) as examples; images resolved."""
-    from interp.data.vqa import read_vqa_jsonl, resolve_image
+    from interp.data.jsonl import read_vqa_jsonl, resolve_image
 
     path = Path(path)
     if path.suffix.lower() == ".json":
@@ -134,6 +137,38 @@ def subset(examples: Sequence[Example], limit: int | None, seed: int) -> list[Ex
         return list(examples)
     keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
     return [examples[i] for i in keep]
+
+
+def load_examples(config: TrainConfig) -> list[Example]:
+    """The run's examples: its ``--data`` in the method's format, the ``--limit`` subset."""
+    assert config.data is not None
+    if config.method == "vlguard":
+        examples = read_vlguard_examples(config.data, config.image_root)
+    else:
+        examples = read_vqa_examples(config.data)
+    return subset(examples, config.limit, config.seed)
+
+
+# ---- data order ----------------------------------------------------------------------------
+def _micro_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+class MicroBatches:
+    """Micro-batch index lists by global index; epochs reshuffle with (seed, epoch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = math.ceil(n / batch_size)
+        self._cache: dict[int, list[list[int]]] = {}
+
+    def __getitem__(self, index: int) -> tuple[int, list[int]]:
+        epoch, position = divmod(index, self.per_epoch)
+        if epoch not in self._cache:
+            self._cache = {epoch: _micro_order(self.n, self.batch_size, self.seed, epoch)}
+        return epoch, self._cache[epoch][position]
 
 
 # ---- tokenising ----------------------------------------------------------------------------

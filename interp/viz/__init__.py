@@ -1,30 +1,25 @@
-"""Figures, standalone HTML dashboards and the ``vsfa demo`` pipeline.
+"""Figures and standalone HTML dashboards, read from the stages' artifacts on disk.
 
 Figures (:mod:`interp.viz.figures`) are functions of the stages' JSON outputs; the dashboard
-(:func:`interp.viz.dashboard.write_dashboard`) puts them in one offline HTML file.
+(:func:`interp.viz.dashboard.write_dashboard`) puts them in one offline HTML file. Nothing here
+runs a stage. The names below are imported on first use, so the CLI does not load plotly to
+list its commands.
 """
 
-from interp.viz.dashboard import collect_run, render_dashboard, steering_findings, write_dashboard
-from interp.viz.figures import (
-    asr_bars,
-    latent_histogram,
-    latent_scatter,
-    logit_effect,
-    results_table,
-    sae_training_curves,
-    steering_curves,
-)
+from interp.lazy import lazy_getattr
 
-__all__ = [
-    "asr_bars",
-    "collect_run",
-    "latent_histogram",
-    "latent_scatter",
-    "logit_effect",
-    "render_dashboard",
-    "results_table",
-    "sae_training_curves",
-    "steering_curves",
-    "steering_findings",
-    "write_dashboard",
-]
+_HOME = {
+    "asr_bars": "interp.viz.figures",
+    "collect_run": "interp.viz.dashboard",
+    "latent_histogram": "interp.viz.figures",
+    "latent_scatter": "interp.viz.figures",
+    "logit_effect": "interp.viz.figures",
+    "render_dashboard": "interp.viz.dashboard",
+    "results_table": "interp.viz.figures",
+    "sae_training_curves": "interp.viz.figures",
+    "steering_curves": "interp.viz.figures",
+    "steering_findings": "interp.viz.dashboard",
+    "write_dashboard": "interp.viz.dashboard",
+}
+__all__ = sorted(_HOME)
+__getattr__ = lazy_getattr(__name__, _HOME)

@@ -1,23 +1,36 @@
-"""CLI: ``vsfa dashboard``."""
+"""CLI: ``vsfa dashboard``, one option per :class:`DashboardConfig` field."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import typer
+
+from interp.options import config_command
+
+
+@dataclass
+class DashboardConfig:
+    """One standalone HTML report of a run folder."""
+
+    run: str
+    """run folder holding the stages' JSON outputs"""
+    out: str = "report.html"
+    """HTML file to write"""
+    title: str | None = None
+    """report title (default: the run folder's name)"""
+
+
+@config_command(DashboardConfig)
+def dashboard_command(config: DashboardConfig) -> None:
+    """Write one standalone HTML report (results, latent cards, steering, SAE curves)."""
+    from pathlib import Path
+
+    from interp.viz.dashboard import write_dashboard
+
+    path = write_dashboard(config.run, config.out, title=config.title)
+    typer.echo(f"report: {Path(path).resolve()}")
 
 
 def register(app: typer.Typer) -> None:
     app.command("dashboard")(dashboard_command)
-
-
-def dashboard_command(
-    run: Path = typer.Option(..., "--run", help="run folder holding the stages' JSON outputs"),
-    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write"),
-    title: str | None = typer.Option(None, help="report title (default: the run folder's name)"),
-) -> None:
-    """Write one standalone HTML report (results, latent cards, steering, SAE curves)."""
-    from interp.viz.dashboard import write_dashboard
-
-    path = write_dashboard(run, out, title=title)
-    typer.echo(f"report: {path.resolve()}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,46 +215,48 @@ def steering_findings(steering: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _results_section(art: RunArtifacts) -> str:
-    parts = ["<h2>Results</h2>"]
-    if art.results:
-        sources = art.results
-    elif art.evals:
-        sources = [(art.root, [data for _, data in art.evals])]
-    else:
+def _section(
+    title: str, items: Sequence[tuple[Path, Any]], pieces: Callable[[int, Path, Any], list[str]]
+) -> str:
+    """An ``<h2>`` section holding ``pieces(i, path, data)`` of each artifact; empty without any."""
+    if not items:
         return ""
-    for i, (path, data) in enumerate(sources):
+    parts = [f"<h2>{title}</h2>"]
+    for i, (path, data) in enumerate(items):
+        parts.extend(pieces(i, path, data))
+    return "\n".join(parts)
+
+
+def _results_section(art: RunArtifacts) -> str:
+    # the results files, else every eval's metrics.json as one table
+    evals = [(art.root, [data for _, data in art.evals])] if art.evals else []
+    sources = art.results or evals
+
+    def pieces(i: int, path: Path, data: Any) -> list[str]:
         rows = result_rows(data)
         if not rows:
-            continue
-        parts.append(
-            results_table_html(rows, table_id="results-table" if i == 0 else f"results-{i}")
-        )
+            return []
+        parts = [results_table_html(rows, table_id="results-table" if i == 0 else f"results-{i}")]
         if path != art.root:
             parts.append(_source(path, art.root))
         if any(row["asr_by_benchmark"] or row["asr"] for row in rows):
             parts.append(_figure_html(figures.asr_bars(rows), f"asr-bars-{i}"))
-    return "\n".join(parts)
+        return parts
+
+    return _section("Results", sources, pieces)
 
 
 def _latent_section(art: RunArtifacts) -> str:
-    if not art.latents:
-        return ""
-    parts = ["<h2>Latents</h2>"]
-    for i, (path, latents) in enumerate(art.latents):
+    def pieces(i: int, path: Path, latents: dict[str, Any]) -> list[str]:
         chosen = (latents.get("selected") or {}).get("latents") or []
-        parts.append(
-            "<p>"
-            + esc(
-                f"SAE {latents.get('sae', '?')} at {latents.get('hook_name', '?')}: "
-                f"{latents.get('d_sae', '?')} latents, {latents.get('n_prompts', '?')} prompts, "
-                f"{latents.get('n_tokens', '?')} tokens. Selected: "
-                f"{', '.join(str(c) for c in chosen) or 'none'} "
-                f"(rule: {(latents.get('selected') or {}).get('rule', '?')})."
-            )
-            + "</p>"
+        summary = (
+            f"SAE {latents.get('sae', '?')} at {latents.get('hook_name', '?')}: "
+            f"{latents.get('d_sae', '?')} latents, {latents.get('n_prompts', '?')} prompts, "
+            f"{latents.get('n_tokens', '?')} tokens. Selected: "
+            f"{', '.join(str(c) for c in chosen) or 'none'} "
+            f"(rule: {(latents.get('selected') or {}).get('rule', '?')})."
         )
-        parts.append(_source(path, art.root))
+        parts = [f"<p>{esc(summary)}</p>", _source(path, art.root)]
         parts.append(_figure_html(figures.latent_scatter(latents), f"latent-scatter-{i}"))
         entries = {int(e["index"]): e for e in latent_entries(latents)}
         roots = [path.parent, art.root, Path.cwd()]
@@ -262,7 +264,9 @@ def _latent_section(art: RunArtifacts) -> str:
         shown = [idx for idx in selected_latents(latents) if str(idx) in details]
         for idx in shown[:MAX_LATENT_CARDS]:
             parts.append(_latent_card(latents, idx, entries.get(idx, {}), roots, f"{i}-{idx}"))
-    return "\n".join(parts)
+        return parts
+
+    return _section("Latents", art.latents, pieces)
 
 
 def _latent_card(
@@ -295,30 +299,25 @@ def _latent_card(
 
 
 def _steering_section(art: RunArtifacts) -> str:
-    if not art.steering:
-        return ""
-    parts = ["<h2>Steering</h2>"]
-    for i, (path, steering) in enumerate(art.steering):
-        findings = steering_findings(steering)
-        if findings:
-            parts.append(
-                '<ul class="findings">' + "".join(f"<li>{esc(f)}</li>" for f in findings) + "</ul>"
-            )
+    def pieces(i: int, path: Path, steering: dict[str, Any]) -> list[str]:
+        findings = "".join(f"<li>{esc(f)}</li>" for f in steering_findings(steering))
+        parts = [f'<ul class="findings">{findings}</ul>'] if findings else []
         parts.append(_source(path, art.root))
         parts.append(_figure_html(figures.steering_curves(steering), f"steering-{i}"))
-    return "\n".join(parts)
+        return parts
+
+    return _section("Steering", art.steering, pieces)
 
 
 def _sae_section(art: RunArtifacts) -> str:
-    if not art.sae:
-        return ""
-    parts = ["<h2>SAE training</h2>"]
-    for i, (path, metrics) in enumerate(art.sae):
+    def pieces(i: int, path: Path, metrics: dict[str, Any]) -> list[str]:
         scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
-        parts.append(_source(path, art.root) + key_value_table_html(scalars))
+        parts = [_source(path, art.root) + key_value_table_html(scalars)]
         if metrics.get("history"):
             parts.append(_figure_html(figures.sae_training_curves(metrics), f"sae-{i}"))
-    return "\n".join(parts)
+        return parts
+
+    return _section("SAE training", art.sae, pieces)
 
 
 def render_dashboard(art: RunArtifacts, *, title: str | None = None) -> str:

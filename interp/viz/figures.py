@@ -145,28 +145,18 @@ def latent_scatter(latents: Mapping[str, Any]) -> go.Figure:
         hoverinfo="skip",
     )
     fig.add_trace(trace(others, "latents", mode="markers", marker={"color": "#7f7f7f"}))
-    if second:
-        fig.add_trace(
-            trace(
-                second,
-                "runners-up",
-                mode="markers+text",
-                text=[str(e["index"]) for e in second],
-                textposition="top center",
-                marker={"color": "#ff7f0e", "size": 9},
-            )
-        )
-    if top:
-        fig.add_trace(
-            trace(
-                top,
-                "selected",
-                mode="markers+text",
-                text=[str(e["index"]) for e in top],
-                textposition="top center",
-                marker={"color": "#d62728", "size": 12, "symbol": "star"},
-            )
-        )
+    labelled = (
+        (second, "runners-up", {"color": "#ff7f0e", "size": 9}),
+        (top, "selected", {"color": "#d62728", "size": 12, "symbol": "star"}),
+    )
+    for subset, name, marker in labelled:
+        if subset:
+            fig.add_trace(
+                trace(
+                    subset, name, mode="markers+text", text=[str(e["index"]) for e in subset],
+                    textposition="top center", marker=marker,
+                )
+            )  # fmt: skip
     fig.update_layout(
         title=esc(f"Latent model diff at {latents.get('hook_name', '?')}"),
         xaxis_title="mean activation, base model",
