@@ -55,7 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model
         if path is None:
-            from interp.models.testing import build_tiny_vlm
+            from interp.models.tiny import build_tiny_vlm
 
             path = build_tiny_vlm(args.family, tmp)
         vlm = load_vlm(path, device=args.device, dtype=args.dtype)

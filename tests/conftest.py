@@ -11,12 +11,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from interp.models.testing import TINY_BUILDERS, build_tiny_vlm  # noqa: E402
+from interp.models.tiny import build_tiny_vlm, tiny_families  # noqa: E402
 
 # Tiny models run faster on one thread than on two, and the suite does not fight itself for cores.
 torch.set_num_threads(1)
 
-ALL_FAMILIES = sorted(TINY_BUILDERS)
+ALL_FAMILIES = tiny_families()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from interp.hooks import run_with_cache
 from interp.hooks.bridge import boot_bridge, bridge_run_with_cache
 from interp.models import FAMILIES, load_vlm
 from interp.models.compat import has_torchvision
-from interp.models.testing import tiny_image
+from interp.models.tiny import tiny_image
 
 BRIDGE_FAMILIES = [f for f in ALL_FAMILIES if FAMILIES[f].bridge]
 

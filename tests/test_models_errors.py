@@ -96,7 +96,7 @@ def test_cli_prints_one_line_error_without_traceback(tmp_path):
 
 
 def test_cli_info_and_generate(tiny_model_dir, tmp_path):
-    from interp.models.testing import tiny_image
+    from interp.models.tiny import tiny_image
 
     runner = CliRunner()
     result = runner.invoke(app, ["info", str(tiny_model_dir("idefics3"))])

@@ -1,15 +1,22 @@
 """Every supported family: load from a saved folder, batched forward and generation, chat format,
-residual hooks equal to output_hidden_states."""
+residual hooks equal to output_hidden_states; the family registry and its listing order."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
 from conftest import ALL_FAMILIES
+from typer import Typer
+from typer.testing import CliRunner
 
 from interp.hooks import hooked, run_with_cache
-from interp.models import load_vlm
-from interp.models.testing import tiny_image
+from interp.models import FAMILIES, get_family, load_vlm
+from interp.models.commands import register
+from interp.models.tiny import tiny_image
+from interp.registry import Registry
 
 PROMPTS = ["What is shown in the picture?", "Say hello.", "Describe the colours."]
 
@@ -131,3 +138,24 @@ def test_adapter_free_reload_is_deterministic(tiny_model_dir, family):
     inputs = batch(first)
     with torch.no_grad():
         torch.testing.assert_close(first.model(**inputs).logits, second.model(**inputs).logits)
+
+
+def test_families_are_a_registry_listed_in_order():
+    assert isinstance(FAMILIES, Registry)
+    assert FAMILIES.names() == ALL_FAMILIES
+    assert get_family("gemma3") is FAMILIES["gemma3"] is FAMILIES.get("gemma3")
+    app = Typer()
+    register(app)
+    lines = CliRunner().invoke(app, ["families"]).output.splitlines()
+    order = ["llava", "qwen2_5_vl", "qwen3_vl", "gemma3", "idefics3", "mllama"]
+    assert [line.split()[0] for line in lines] == order
+    assert lines[-1].split()[1:] == ["MllamaForConditionalGeneration", "native", "hooks", "only"]
+
+
+def test_importing_the_models_layer_loads_neither_torch_nor_transformers():
+    code = (
+        "import sys, interp.models, interp.models.tiny; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from interp.errors import VSFAError
 from interp.models import load_vlm
-from interp.models.testing import tiny_image
+from interp.models.tiny import tiny_image
 from interp.train import TrainConfig, train
 from interp.train.data import IGNORE_INDEX, collate, encode_example, read_vlguard_examples
 from interp.train.model import answer_loss_sum, prepare_model, save_result

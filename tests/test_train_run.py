@@ -13,7 +13,7 @@ from interp.cli import app
 from interp.pipeline.experiment import load_experiment
 from interp.data.benchmarks.fixtures import write_figstep, write_vlguard
 from interp.errors import VSFAError
-from interp.models.testing import tiny_image
+from interp.models.tiny import tiny_image
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,12 @@
-"""Load any supported VLM the same way: ``load_vlm(name_or_path) -> VLM``."""
+"""Load any supported VLM the same way: ``load_vlm(name_or_path) -> VLM``.
+
+The family registry is imported at once (it needs neither ``torch`` nor ``transformers``); the
+loader and :class:`VLM` are imported the first time they are used, so listing families is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from interp.models.families import (
     FAMILIES,
@@ -7,8 +15,18 @@ from interp.models.families import (
     get_family,
     supported_families,
 )
-from interp.models.loading import load_vlm, resolve_device, resolve_dtype, resolve_run_dir
-from interp.models.vlm import VLM
+
+if TYPE_CHECKING:
+    from interp.models.loading import load_vlm, resolve_device, resolve_dtype, resolve_run_dir
+    from interp.models.vlm import VLM
+
+_LAZY = {
+    "VLM": "interp.models.vlm",
+    "load_vlm": "interp.models.loading",
+    "resolve_device": "interp.models.loading",
+    "resolve_dtype": "interp.models.loading",
+    "resolve_run_dir": "interp.models.loading",
+}
 
 __all__ = [
     "FAMILIES",
@@ -22,3 +40,13 @@ __all__ = [
     "resolve_run_dir",
     "supported_families",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'interp.models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

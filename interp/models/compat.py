@@ -41,10 +41,15 @@ def _expose_video_base_class() -> None:
         transformers.VideoProcessorMixin = VideoProcessorMixin
 
 
+def no_video_processor() -> NoVideoProcessor:
+    """A :class:`NoVideoProcessor` that processors accept as their video processor."""
+    _expose_video_base_class()
+    return NoVideoProcessor()
+
+
 def image_only_processor(processor_class: type, **parts: Any) -> Any:
     """A processor of ``processor_class`` whose video processor is :class:`NoVideoProcessor`."""
-    _expose_video_base_class()
-    return processor_class(video_processor=NoVideoProcessor(), **parts)
+    return processor_class(video_processor=no_video_processor(), **parts)
 
 
 def load_image_only_processor(processor_class: type, path: str, **kwargs: Any) -> Any:

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from interp.data.vqa_templates import all_questions
-from interp.models.testing import LLAVA_TEMPLATE
+from interp.models.families.llava import LLAVA_TEMPLATE
 from interp.organism import corpus, world
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>", "[unk]")

@@ -133,8 +133,8 @@ def build_pool(
 def chat_segments(turns: list[Turn]) -> list[tuple[str, bool]]:
     """The LLaVA chat text of ``turns`` as (text, is_target) segments.
 
-    Mirrors :data:`interp.models.testing.LLAVA_TEMPLATE` exactly (a test checks this), so the
-    model is trained on the same token sequence that ``VLM.prepare`` builds at inference.
+    Mirrors :data:`interp.models.families.llava.LLAVA_TEMPLATE` exactly (a test checks this), so
+    the model is trained on the same token sequence that ``VLM.prepare`` builds at inference.
     """
     segments: list[tuple[str, bool]] = []
     for turn in turns:

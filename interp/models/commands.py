@@ -1,0 +1,67 @@
+"""CLI: ``vsfa families``, ``vsfa info`` and ``vsfa generate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from interp.errors import VSFAError
+
+
+def families_command() -> None:
+    """List the supported VLM families."""
+    from interp.models.families import FAMILIES
+
+    for family in FAMILIES.values():
+        hooks = "TransformerBridge + native hooks" if family.bridge else "native hooks only"
+        typer.echo(f"{family.name:12s} {family.model_class:40s} {hooks}")
+
+
+def info_command(
+    model: str = typer.Argument(..., help="hub id or local model folder"),
+    adapter: Path | None = typer.Option(None, help="PEFT adapter or training run folder"),
+    family: str | None = typer.Option(None, help="force a family instead of detecting it"),
+    trust_remote_code: bool = typer.Option(False, help="run the model repo's own code"),
+) -> None:
+    """Load a model and show its family, layers, hidden size and hook names."""
+    from interp.models import load_vlm
+
+    vlm = load_vlm(
+        model, family=family, device="cpu", adapter=adapter, trust_remote_code=trust_remote_code
+    )
+    typer.echo(f"model:      {vlm.name_or_path}")
+    typer.echo(f"family:     {vlm.family.name} ({vlm.family.model_class})")
+    typer.echo(f"layers:     {vlm.n_layers}")
+    typer.echo(f"d_model:    {vlm.d_model}")
+    typer.echo(f"hooks:      {vlm.hook_name(0)} ... {vlm.hook_name(vlm.n_layers - 1)}")
+    typer.echo(f"parameters: {sum(p.numel() for p in vlm.model.parameters()):,}")
+
+
+def generate_command(
+    model: str = typer.Argument(..., help="hub id or local model folder"),
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="user text (repeat for a batch)"),
+    image: list[Path] | None = typer.Option(None, "--image", "-i", help="one per --prompt"),
+    system: str | None = typer.Option(None, help="system / defense text"),
+    adapter: Path | None = typer.Option(None, help="PEFT adapter or training run folder"),
+    max_new_tokens: int = typer.Option(64, min=1),
+    device: str = typer.Option("auto", help="cpu, cuda or auto"),
+    dtype: str = typer.Option("auto", help="float32, bfloat16 or auto"),
+) -> None:
+    """Greedy chat generation for a few prompts (with optional images)."""
+    from interp.images import open_image
+    from interp.models import load_vlm
+
+    images = [open_image(path) for path in image] if image else [None] * len(prompt)
+    if len(images) != len(prompt):
+        raise VSFAError(f"got {len(images)} --image for {len(prompt)} --prompt; give one each")
+    vlm = load_vlm(model, device=device, dtype=dtype, adapter=adapter)
+    for text in vlm.generate(images, prompt, system=system, max_new_tokens=max_new_tokens):
+        typer.echo(text)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``families``, ``info`` and ``generate`` to the ``vsfa`` app."""
+    app.command("families")(families_command)
+    app.command("info")(info_command)
+    app.command("generate")(generate_command)
