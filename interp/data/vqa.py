@@ -55,8 +55,8 @@ class BuildConfig:
     """fail on corrupt images, images without answers and audit flags instead of skipping or
     dropping them with a count"""
     lexicon: str | Lexicon | None = None
-    """audit lexicon: a .json file (category -> phrases), a .txt file (one phrase per line) or
-    the mapping itself; default: the built-in refusal and safety lexicon"""
+    """audit lexicon file: .json (category -> phrases) or .txt (one phrase per line); default: the
+    built-in refusal and safety lexicon (in Python, a category -> phrases mapping also works)"""
     max_new_tokens: int = 48
     """answer length for a model: source"""
     batch_size: int = 8
