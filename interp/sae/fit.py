@@ -41,10 +41,12 @@ class Step:
 
 
 StepFn = Callable[[TrainingSAE, torch.Tensor, torch.Tensor, dict[str, Any], int], Step]
+"""``(sae, batch, dead-latent mask, coefficient schedulers, step number) -> Step``."""
 
 
-def fast_step(sae: TrainingSAE, x: torch.Tensor, dead: torch.Tensor, _c: Any, _n: int) -> Step:
-    """:func:`~interp.sae.fast.fast_training_step` (TopK, BatchTopK)."""
+def fast_step(sae: TrainingSAE, x: torch.Tensor, dead: torch.Tensor, *_: Any) -> Step:
+    """:func:`~interp.sae.fast.fast_training_step` (TopK and BatchTopK: no coefficients, and
+    nothing depends on the step number)."""
     out = fast_training_step(sae, x, dead)
     fired = torch.zeros_like(dead, dtype=torch.bool)
     fired[out.cols[out.acts > 0]] = True
