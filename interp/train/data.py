@@ -10,7 +10,6 @@ step number is all the data state a resumed run needs.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -82,32 +81,26 @@ def _field(entry: dict, name: str, where: str) -> str:
 def read_vlguard_examples(
     path: str | os.PathLike, image_root: str | os.PathLike | None = None
 ) -> list[Example]:
-    """A VLGuard-format ``train.json``: unsafe images give one (instruction, response) pair,
-    safe images a safe and an unsafe one."""
+    """A VLGuard-format ``train.json`` (records read and checked by
+    :func:`~interp.data.benchmarks.vlguard.read_vlguard_records`): unsafe images give one
+    (instruction, response) pair, safe images a safe and an unsafe one."""
+    from interp.data.benchmarks.vlguard import read_vlguard_records
+
     path = Path(path)
     if not path.is_file():
         raise VSFAError(f"VLGuard data {path} does not exist")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    if path.suffix.lower() == ".jsonl":
         raise VSFAError(
-            f"--data {path} is not VLGuard JSON ({error.msg}); --method vlguard takes a "
-            "VLGuard-format train.json"
-        ) from None
-    if not isinstance(entries, list):
-        raise VSFAError(f"{path}: expected a JSON list of VLGuard entries")
+            f"--data {path} is a .jsonl file; --method vlguard takes a VLGuard-format "
+            "train.json (the VQA JSONL of `vsfa data build` goes with lora and full)"
+        )
     root = Path(image_root) if image_root is not None else path.parent
     examples: list[Example] = []
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(read_vlguard_records(path)):
         where = f"{path} entry {index}"
-        if not isinstance(entry, dict):
-            raise VSFAError(f"{where}: expected a JSON object")
         image = _field(entry, "image", where)
-        pairs = entry.get("instr-resp")
-        if not isinstance(pairs, list) or not pairs:
-            raise VSFAError(f"{where}: field 'instr-resp' is missing or not a non-empty list")
         entry_id = str(entry.get("id", index))
-        for number, pair in enumerate(pairs):
+        for number, pair in enumerate(entry["instr-resp"]):
             pair_where = f"{where} instr-resp[{number}]"
             if not isinstance(pair, dict):
                 raise VSFAError(f"{pair_where}: expected a JSON object")
