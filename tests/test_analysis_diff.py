@@ -186,7 +186,7 @@ def test_logit_effect_and_bad_inputs():
     sae = orthonormal_sae()
     base, tuned = planted_pair(sae)
     with pytest.raises(VSFAError, match="no activations for"):
-        diff_latents(sae, base, tuned, hook_name="blocks.3.hook_resid_post")
+        diff_latents(sae, base, tuned, hook="blocks.3.hook_resid_post")
     wide = orthonormal_sae(d_in=D_MODEL * 2, d_sae=8)
     with pytest.raises(VSFAError, match="d_model"):
         diff_latents(wide, base, tuned)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,9 @@ def _sae_or_skip(acts: list[Path], hook: str, out: Path) -> Path:
         pytest.skip("interp.sae.train_sae has not landed")
     from interp.organism import ORGANISM_SAE
 
-    config = sae_stage.SAETrainConfig(
-        acts=[str(path) for path in acts], hook_name=hook, out=str(out), device="cpu",
-        quiet=True, **ORGANISM_SAE,
+    config = replace(
+        ORGANISM_SAE, acts=[str(path) for path in acts], hook_name=hook, out=str(out),
+        device="cpu", quiet=True,
     )  # fmt: skip
     return Path(sae_stage.train_sae(config))
 
@@ -68,19 +69,19 @@ def organism_diff(tmp_path_factory):
     """Base and VSFA models of the organism, its SAE and the diff's selected latent set."""
     organism, base_dir = _organism_or_skip()
     from interp.analysis import diff_latents
-    from interp.data.benchmarks import load_benchmark
-    from interp.data.vqa import BuildConfig, build_vqa
-    from interp.hooks.cache import (
+    from interp.cache import (
         ActivationStore,
         CacheConfig,
         CachePrompt,
         cache_activations_for,
         load_prompts,
     )
+    from interp.data.benchmarks import load_benchmark
+    from interp.data.vqa import BuildConfig, build_vqa
     from interp.models import load_vlm
-    from interp.steer.commands import open_sae
-    from interp.train import TrainConfig, train
-    from interp.pipeline.demo import latent_scale
+    from interp.pipeline.results import latent_scale
+    from interp.sae import load_sae
+    from interp.train import train
 
     work = Path(os.environ.get("VSFA_ORGANISM_WORK") or tmp_path_factory.mktemp("organism"))
     run = os.environ.get("VSFA_ORGANISM_RUN")  # an existing VSFA run of that base
@@ -89,9 +90,8 @@ def organism_diff(tmp_path_factory):
         vqa = work / "vqa.jsonl"
         images = str(world["threat_images"])
         build_vqa(BuildConfig(images=images, out=str(vqa), seed=SEED, quiet=True))
-        recipe = dict(organism.ORGANISM_RECIPE)
-        run = train(TrainConfig(model=str(base_dir), data=str(vqa), out=str(work / "vsfa"),
-                                seed=SEED, **recipe))  # fmt: skip
+        run = train(replace(organism.ORGANISM_RECIPE, model=str(base_dir), data=str(vqa),
+                            out=str(work / "vsfa"), seed=SEED))  # fmt: skip
 
     base = load_vlm(base_dir, device="cpu", dtype="float32")
     tuned = load_vlm(base_dir, device="cpu", dtype="float32", adapter=run)
@@ -115,11 +115,11 @@ def organism_diff(tmp_path_factory):
         config = CacheConfig(model=str(base_dir), prompts="-", hooks=[hook],
                              out=str(work / f"acts_{name}"), device="cpu", quiet=True)  # fmt: skip
         caches[name] = cache_activations_for(vlm, batch, config)
-    sae = open_sae(_sae_or_skip(list(caches.values()), hook, work / "sae"))
+    sae = load_sae(_sae_or_skip(list(caches.values()), hook, work / "sae"))
     latents = diff_latents(
         sae, ActivationStore(caches["base"]), ActivationStore(caches["tuned"]),
         tokenizer=base.tokenizer, unembedding=base.unembedding(), out=work / "latents.json",
-        quiet=True, **organism.ORGANISM_SELECTION,
+        config=organism.ORGANISM_SELECTION, quiet=True,
     )  # fmt: skip
     chosen = latents["selected"]["latents"]
     assert chosen, "the diff selected no significant latent"
@@ -132,16 +132,19 @@ def _sweep(setup, model, mode, alphas, name):
     from interp.data.benchmarks import load_benchmark
     from interp.eval.generation import GenerationConfig
     from interp.eval.judges import make_judge
-    from interp.steer import steer_sweep
+    from interp.steer import SteerConfig, steer_sweep
 
     items = load_benchmark("organism", None)  # all: 24 recognition items made capability too coarse
     # sampled: greedy ASR of so small a model flips whole items between 0 and 1
     generation = GenerationConfig(max_new_tokens=32, batch_size=64, do_sample=True, seed=SEED)
     work = setup["work"]
+    config = SteerConfig(
+        latent=setup["latents"], mode=mode, alphas=alphas, n_random=N_RANDOM, n_boot=200,
+        seed=SEED, quiet=True, diff_of_means=str(work / "latents.json"),
+    )  # fmt: skip
     result = steer_sweep(
-        setup[model], items, setup["sae"], setup["latents"], mode, alphas, make_judge("organism"),
-        work / f"steer_{name}", N_RANDOM, generation=generation, n_boot=200, seed=SEED,
-        quiet=True, diff_of_means=work / "latents.json",
+        setup[model], items, setup["sae"], make_judge("organism"), work / f"steer_{name}",
+        config, generation=generation,
     )  # fmt: skip
     print(json.dumps({"latents": setup["latents"], mode: result["effects"]}, indent=1))
     return result["effects"]["by_alpha"]

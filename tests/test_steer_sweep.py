@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
-from interp.steer.sweep import parse_alphas, steer_sweep
+from interp.steer import SteerConfig, parse_alphas, steer_sweep
 
 HOOK = "blocks.1.hook_resid_post"
 
@@ -61,10 +62,15 @@ def test_sweep_curve_controls_and_resume(tiny_vlm, tmp_path):
     items = _items(tmp_path)
     generation = GenerationConfig(max_new_tokens=6, batch_size=4)
     judge = make_judge("keyword")
-    dom = torch.randn(vlm.d_model, generator=torch.Generator().manual_seed(1))
+    dom = tmp_path / "dom.safetensors"
+    direction = torch.randn(vlm.d_model, generator=torch.Generator().manual_seed(1))
+    save_file({"direction": direction}, str(dom))
     out = tmp_path / "sweep"
-    kwargs = dict(generation=generation, diff_of_means=dom, n_boot=50, quiet=True, seed=3)
-    result = steer_sweep(vlm, items, sae, 2, "add", [0, 6], judge, out, 1, **kwargs)
+    config = SteerConfig(
+        latent=2, mode="add", alphas=[0, 6], n_random=1, diff_of_means=str(dom), n_boot=50,
+        quiet=True, seed=3,
+    )  # fmt: skip
+    result = steer_sweep(vlm, items, sae, judge, out, config, generation=generation)
 
     assert [p["alpha"] for p in result["curve"]] == [0, 6]
     for point in result["curve"]:
@@ -86,7 +92,7 @@ def test_sweep_curve_controls_and_resume(tiny_vlm, tmp_path):
 
     # a second call reads the finished points back instead of regenerating
     stamp = (out / "latent_2" / "alpha_6" / "generations.jsonl").stat().st_mtime_ns
-    again = steer_sweep(vlm, items, sae, 2, "add", [0, 6], judge, out, 1, **kwargs)
+    again = steer_sweep(vlm, items, sae, judge, out, config, generation=generation)
     assert again["curve"] == result["curve"]
     assert (out / "latent_2" / "alpha_6" / "generations.jsonl").stat().st_mtime_ns == stamp
 
@@ -100,10 +106,12 @@ def test_sweep_steers_a_set_against_random_sets_of_the_same_size(tiny_vlm, tmp_p
     sae = _sae(vlm.d_model)
     generation = GenerationConfig(max_new_tokens=6, batch_size=4)
     out = tmp_path / "sweep"
+    config = SteerConfig(
+        latent=[2, 9], mode="ablate", alphas=[0, 1], n_random=2, n_boot=20, quiet=True, seed=3
+    )
     result = steer_sweep(
-        vlm, _items(tmp_path), sae, [2, 9], "ablate", [0, 1], make_judge("keyword"), out, 2,
-        generation=generation, n_boot=20, quiet=True, seed=3,
-    )  # fmt: skip
+        vlm, _items(tmp_path), sae, make_judge("keyword"), out, config, generation=generation
+    )
     assert result["latent"] == [2, 9]
     randoms = result["random_latents"]
     assert len(randoms) == 2 and all(len(other) == 2 for other in randoms)
@@ -124,7 +132,7 @@ def _metrics(asr, capability=0.9):
 
 
 def test_effects_rank_the_chosen_latent_among_the_random_controls():
-    from interp.steer.sweep import random_rank_p, summarize_effects
+    from interp.steer.report import random_rank_p, summarize_effects
 
     curve = [{"alpha": 0, **_metrics(0.6)}, {"alpha": 4, **_metrics(0.3, capability=0.85)}]
     controls = [
@@ -155,20 +163,24 @@ def test_sweep_bad_input(tiny_vlm, tmp_path):
         parse_alphas("0,two,4")
     with pytest.raises(VSFAError, match="finite"):
         parse_alphas("0,nan")
-    with pytest.raises(VSFAError, match="--mode"):
-        steer_sweep(vlm, items, sae, 0, "boost", [1], judge, tmp_path / "x")
+    with pytest.raises(VSFAError, match="--mode: unknown steering mode 'boost'"):
+        steer_sweep(vlm, items, sae, judge, tmp_path / "x", SteerConfig(0, mode="boost"))
     with pytest.raises(VSFAError, match="out of range"):
-        steer_sweep(vlm, items, sae, 99, "add", [1], judge, tmp_path / "x")
+        steer_sweep(vlm, items, sae, judge, tmp_path / "x", SteerConfig(99, alphas=[1]))
     far = _sae(vlm.d_model, hook="blocks.40.hook_resid_post")
     with pytest.raises(VSFAError, match="decoder layers"):
-        steer_sweep(vlm, items, far, 0, "add", [1], judge, tmp_path / "x")
+        steer_sweep(vlm, items, far, judge, tmp_path / "x", SteerConfig(0, alphas=[1]))
+    with pytest.raises(VSFAError, match="--latent I or --latents"):
+        SteerConfig()
+    with pytest.raises(VSFAError, match="--n-random"):
+        SteerConfig(0, n_random=-1)
 
 
 def test_cli_diff_finds_a_latent_planted_by_steering(tiny_vlm, tiny_model_dir, tmp_path):
     """Cache the same prompts from the model and from the model steered along latent 5; the
     diff over the real on-disk caches selects latent 5. Then steer with it from the CLI."""
+    from interp.cache import CacheConfig, CachePrompt, cache_activations_for
     from interp.cli import app
-    from interp.hooks.cache import CacheConfig, CachePrompt, cache_activations_for
     from interp.steer import add_latent
 
     vlm = tiny_vlm("llava")
@@ -228,13 +240,13 @@ def test_cli_diff_finds_a_latent_planted_by_steering(tiny_vlm, tiny_model_dir, t
         ["steer", "--model", str(tiny_model_dir("llava")), "--sae", str(sae_dir), "--latent",
          "1", "--alphas", "0,x", "--bench", f"jsonl={bench}", "--out", str(out)],
     )  # fmt: skip
-    assert bad.exit_code != 0 and "not a number" in str(bad.exception)
+    assert bad.exit_code != 0 and "--alphas: 'x' is not a float" in str(bad.exception)
     bad = runner.invoke(
         app,
         ["steer", "--model", str(tiny_model_dir("llava")), "--sae", str(sae_dir), "--latent",
          "1,two", "--bench", f"jsonl={bench}", "--out", str(out)],
     )  # fmt: skip
-    assert bad.exit_code != 0 and "indices like" in str(bad.exception)
+    assert bad.exit_code != 0 and "--latent: 'two' is not an int" in str(bad.exception)
     # a set from the command line: steered together, against random sets of its size
     out = tmp_path / "steer-set"
     result = runner.invoke(

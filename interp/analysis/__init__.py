@@ -1,25 +1,20 @@
-"""Model diffing: which SAE latents fine-tuning changed, with significance and evidence."""
+"""Model diffing: which SAE latents fine-tuning changed, with significance and evidence.
 
-from interp.analysis.diff import (
-    SELECTION_RULE,
-    DiffConfig,
-    benjamini_hochberg,
-    diff_latents,
-    load_diff_of_means,
-    logit_effect,
-    paired_test,
-    select_latents,
-    write_latents,
-)
+Names are imported on first use, so ``vsfa`` reads :class:`DiffConfig` without loading torch.
+"""
 
-__all__ = [
-    "SELECTION_RULE",
-    "DiffConfig",
-    "benjamini_hochberg",
-    "diff_latents",
-    "load_diff_of_means",
-    "logit_effect",
-    "paired_test",
-    "select_latents",
-    "write_latents",
-]
+from __future__ import annotations
+
+from interp.lazy import lazy_getattr
+
+_NAMES = {
+    "interp.analysis.config": ("DiffConfig",),
+    "interp.analysis.diff": ("diff_latents",),
+    "interp.analysis.stats": ("benjamini_hochberg", "paired_test"),
+    "interp.analysis.selection": ("SELECTION_RULE", "select_latents"),
+    "interp.analysis.evidence": ("logit_effect",),
+    "interp.analysis.latents_file": ("load_diff_of_means", "selected_latents", "write_latents"),
+}
+_HOME = {name: module for module, names in _NAMES.items() for name in names}
+__all__ = sorted(_HOME)
+__getattr__ = lazy_getattr(__name__, _HOME)

@@ -1,4 +1,4 @@
-"""CLI: ``vsfa latents diff``."""
+"""CLI: ``vsfa latents diff`` (options: :class:`interp.analysis.config.DiffConfig`)."""
 
 from __future__ import annotations
 
@@ -6,35 +6,29 @@ from pathlib import Path
 
 import typer
 
+from interp.analysis.config import DiffConfig
+from interp.options import config_command
+
 latents_app = typer.Typer(help="Model diffing in SAE latent space.", no_args_is_help=True)
 
 
 @latents_app.command("diff")
+@config_command(DiffConfig, short={"quiet": "-q"})
 def diff_command(
+    config: DiffConfig,
     sae: Path = typer.Option(..., help="SAE folder (sae_lens format)"),
     base_acts: Path = typer.Option(..., help="activation folder cached from the base model"),
     tuned_acts: Path = typer.Option(..., help="the same prompts cached from the tuned model"),
     out: Path = typer.Option(..., "--out", "-o", help="latents.json to write"),
-    hook: str | None = typer.Option(None, help="cached hook to read (default: the SAE's hook)"),
-    top: int = typer.Option(20, min=1, help="most increased latents to list"),
-    test: str = typer.Option("ttest", help="ttest, wilcoxon or permutation (paired over prompts)"),
-    alpha: float = typer.Option(0.05, help="significance level (BH-adjusted p-values)"),
-    select: int = typer.Option(1, min=1, help="latents the selection rule picks"),
-    benign_penalty: float = typer.Option(
-        1.0, help="weight of the rise on benign prompts subtracted in the selection score"
-    ),
-    examples: int = typer.Option(8, min=1, help="top-activating tokens per latent and side"),
     model: str | None = typer.Option(
         None, help="model for token text and logit effects (default: the base cache's model)"
     ),
     no_model: bool = typer.Option(False, help="skip token decoding and logit effects"),
     device: str = typer.Option("cpu", help="cpu, cuda or auto"),
-    seed: int = typer.Option(0),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Rank SAE latents by how much fine-tuning changed them; pick the persona candidate."""
-    from interp.analysis import DiffConfig, diff_latents
-    from interp.hooks.cache import ActivationStore
+    from interp.analysis.diff import diff_latents
+    from interp.cache import ActivationStore
     from interp.models.loading import resolve_device
     from interp.sae import load_sae
 
@@ -48,10 +42,6 @@ def diff_command(
         if name:
             vlm = load_vlm(name, device="cpu", dtype="float32")
             tokenizer, unembedding = vlm.tokenizer, vlm.unembedding().detach()
-    config = DiffConfig(
-        top=top, hook_name=hook, test=test, alpha=alpha, n_select=select,
-        benign_penalty=benign_penalty, n_examples=examples, seed=seed, quiet=quiet,
-    )  # fmt: skip
     result = diff_latents(
         sae_model, base, tuned, config=config, tokenizer=tokenizer, unembedding=unembedding,
         out=out, sae_name=str(sae),

@@ -1,46 +1,31 @@
-"""Steering: add, ablate or clamp an SAE latent, a set of latents, or any direction, during
-generation.
+"""Steering: add, ablate, clamp or project out an SAE latent, a set of latents, or any
+direction, during generation.
 
 The context managers install native forward hooks (interp.hooks.native) for the duration of a
-block; :func:`steer_sweep` runs a dose-response sweep through the eval harness with random-latent
-and difference-of-means controls.
+block; :func:`steer_sweep` runs a dose-response sweep (:class:`SteerConfig`) of a registered
+steering mode (:data:`STEERING_MODES`) through the eval harness with random-latent and
+difference-of-means controls. Names are imported on first use, so ``vsfa`` reads
+:class:`SteerConfig` without loading torch.
 """
 
-from interp.steer.interventions import (
-    POSITIONS,
-    Latents,
-    Positions,
-    ablate_latent,
-    add_direction,
-    add_latent,
-    check_latent,
-    check_latents,
-    clamp_latent,
-    intervene,
-    latent_activation,
-    latent_direction,
-    project_out,
-    sae_hook_name,
-)
-from interp.steer.sweep import MODES, parse_alphas, render_markdown, steer_sweep
+from __future__ import annotations
 
-__all__ = [
-    "MODES",
-    "POSITIONS",
-    "Latents",
-    "Positions",
-    "ablate_latent",
-    "add_direction",
-    "add_latent",
-    "check_latent",
-    "check_latents",
-    "clamp_latent",
-    "intervene",
-    "latent_activation",
-    "latent_direction",
-    "parse_alphas",
-    "project_out",
-    "render_markdown",
-    "sae_hook_name",
-    "steer_sweep",
-]
+from interp.lazy import lazy_getattr
+
+_NAMES = {
+    "interp.steer.config": ("POSITIONS", "Positions", "SteerConfig", "parse_alphas"),
+    "interp.steer.modes": ("STEERING_MODES", "SteerSite", "SteeringMode"),
+    "interp.steer.interventions": (
+        "ablate_latent", "add_direction", "add_latent", "clamp_latent", "intervene", "project_out",
+    ),
+    "interp.steer.report": ("render_markdown",),
+    "interp.steer.sweep": ("steer_sweep",),
+    # the SAE latent helpers steering builds on, also importable from here
+    "interp.sae.latents": (
+        "Latents", "check_latent", "check_latents", "latent_activation", "latent_direction",
+        "sae_hook_name",
+    ),
+}  # fmt: skip
+_HOME = {name: module for module, names in _NAMES.items() for name in names}
+__all__ = sorted(_HOME)
+__getattr__ = lazy_getattr(__name__, _HOME)

@@ -20,9 +20,9 @@ prompt, so a batch shares one split.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,9 +31,18 @@ from interp.errors import VSFAError
 from interp.hooks.native import hooked
 from interp.hooks.points import hook_point
 from interp.models.vlm import VLM
+from interp.sae.latents import (
+    DeviceCopies,
+    Latents,
+    check_latents,
+    latent_activation,
+    latent_direction,
+    output_scale,
+    plain_relu_activation,
+    sae_hook_name,
+)
+from interp.steer.config import Positions, check_positions
 
-Positions = Literal["all", "prompt", "generated"]
-POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
 Edit = Callable[[torch.Tensor], torch.Tensor]
 """Receives residual positions ``[batch, seq, d_model]`` and returns their replacement."""
 
@@ -88,12 +97,6 @@ def _outer_module(vlm: VLM) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def check_positions(positions: str) -> str:
-    if positions not in POSITIONS:
-        raise VSFAError(f"unknown positions {positions!r}; expected one of {', '.join(POSITIONS)}")
-    return positions
-
-
 @contextmanager
 def intervene(vlm: VLM, hook_name: str, edit: Edit, positions: Positions = "all") -> Iterator[None]:
     """Apply ``edit`` to the residual at ``hook_name`` on the chosen positions inside the block."""
@@ -129,20 +132,7 @@ def intervene(vlm: VLM, hook_name: str, edit: Edit, positions: Positions = "all"
         yield
 
 
-# ---- SAE helpers -----------------------------------------------------------------------------
-def sae_hook_name(sae: Any, override: str | None = None) -> str:
-    """The hook an SAE was trained on (its sae_lens metadata), or ``override``."""
-    if override:
-        return override
-    name = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
-    if not name:
-        raise VSFAError(
-            "the SAE does not record its hook (cfg.metadata.hook_name); pass --hook "
-            "blocks.L.hook_resid_post"
-        )
-    return str(name)
-
-
+# ---- an SAE at its hook ----------------------------------------------------------------------
 def check_sae_fits(vlm: VLM, sae: Any, hook_name: str) -> None:
     """Clear errors for an SAE that cannot read this model's residual at ``hook_name``."""
     hook_point(vlm, hook_name)
@@ -153,85 +143,12 @@ def check_sae_fits(vlm: VLM, sae: Any, hook_name: str) -> None:
         )
 
 
-def check_latent(sae: Any, latent: int) -> int:
-    d_sae = int(sae.cfg.d_sae)
-    if isinstance(latent, bool) or not isinstance(latent, int) or not 0 <= latent < d_sae:
-        raise VSFAError(f"latent index {latent!r} is out of range: the SAE has {d_sae} latents")
-    return latent
-
-
-Latents = int | Sequence[int]
-"""One latent index, or a set of them steered together (the persona is often split across a
-few latents of a small SAE)."""
-
-
-def as_latents(indices: Sequence[int]) -> Latents:
-    """Indices in the ``Latents`` form results are written in: one index stays a plain ``int``."""
-    values = [int(i) for i in indices]
-    return values[0] if len(values) == 1 else values
-
-
-def check_latents(sae: Any, latents: Latents) -> list[int]:
-    """One index or several -> distinct in-range indices, in the order given."""
-    chosen = [latents] if isinstance(latents, int) else list(latents)
-    if not chosen:
-        raise VSFAError("give at least one latent to steer")
-    chosen = [check_latent(sae, latent) for latent in chosen]
-    if len(set(chosen)) != len(chosen):
-        raise VSFAError(f"latents {chosen} repeat an index")
-    return chosen
-
-
-def latent_direction(sae: Any, latents: Latents) -> torch.Tensor:
-    """The latent's decoder row ``W_dec[latent]`` (``[d_in]``, float32, detached); for a set,
-    the sum of their rows.
-
-    Adding ``alpha *`` this raises each latent's contribution as if it fired ``alpha`` higher,
-    so alphas are in the latents' own activation units (compare with their mean activation).
-    """
-    chosen = check_latents(sae, latents)
-    return sae.W_dec[chosen].detach().float().sum(0).clone()
-
-
-def _output_scale(sae: Any, x: torch.Tensor) -> torch.Tensor | float:
-    """Factor that maps the SAE's decoder space back to the residual (per-token normalisers)."""
-    mode = getattr(sae.cfg, "normalize_activations", "none")
-    if mode == "constant_norm_rescale":
-        return x.norm(dim=-1, keepdim=True) / (sae.cfg.d_in**0.5)
-    if mode == "layer_norm":
-        return x.std(dim=-1, keepdim=True) + 1e-5
-    if mode == "covariance_whitening":
-        raise VSFAError(
-            "SAE uses covariance whitening at run time; fold it first "
-            "(sae.fold_activation_whitening) so decoder rows live in the residual space"
-        )
-    return 1.0
-
-
-def latent_activation(sae: Any, x: torch.Tensor, latents: Latents) -> torch.Tensor:
-    """The SAE's activation of ``latents`` on residuals ``x[..., d_in]``: ``x.shape[:-1]`` for
-    one index, ``[..., n]`` for a list of ``n``."""
-    from sae_lens.saes.standard_sae import StandardSAE
-
-    index = latents if isinstance(latents, int) else list(latents)
-    if type(sae) is StandardSAE:  # ReLU SAE: the chosen encoder columns suffice
-        sae_in = sae.process_sae_in(x)
-        return torch.relu(sae_in @ sae.W_enc[:, index] + sae.b_enc[index])
-    return sae.encode(x)[..., index]  # TopK / JumpReLU ...: need the whole code
-
-
-class _SAEVectors:
-    """Per-(device, dtype) copies of a direction, so each forward does not re-copy it."""
-
-    def __init__(self, vector: torch.Tensor) -> None:
-        self.vector = vector.detach()
-        self._cast: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-    def like(self, hidden: torch.Tensor) -> torch.Tensor:
-        key = (hidden.device, hidden.dtype)
-        if key not in self._cast:
-            self._cast[key] = self.vector.to(device=hidden.device, dtype=hidden.dtype)
-        return self._cast[key]
+def sae_hook(vlm: VLM, sae: Any, hook_name: str | None = None) -> str:
+    """The hook to steer ``sae``'s latents at (``hook_name``, else the SAE's own), checked to
+    exist in ``vlm`` with the SAE's width."""
+    hook = sae_hook_name(sae, hook_name)
+    check_sae_fits(vlm, sae, hook)
+    return hook
 
 
 def _sae_on(sae: Any, hidden: torch.Tensor) -> Any:
@@ -243,7 +160,7 @@ def _sae_on(sae: Any, hidden: torch.Tensor) -> Any:
 # ---- edits -----------------------------------------------------------------------------------
 def add_edit(direction: torch.Tensor, alpha: float) -> Edit:
     """``h + alpha * direction``."""
-    scaled = _SAEVectors(direction.float() * float(alpha))
+    scaled = DeviceCopies(direction.float() * float(alpha))
 
     def edit(hidden: torch.Tensor) -> torch.Tensor:
         return hidden + scaled.like(hidden)
@@ -256,43 +173,13 @@ def project_out_edit(direction: torch.Tensor, scale: float = 1.0) -> Edit:
     norm = direction.float().norm()
     if not torch.isfinite(norm) or norm == 0:
         raise VSFAError("cannot project out a zero (or non-finite) direction")
-    unit = _SAEVectors(direction.float() / norm)
+    unit = DeviceCopies(direction.float() / norm)
 
     def edit(hidden: torch.Tensor) -> torch.Tensor:
         u = unit.like(hidden)
         return hidden - float(scale) * (hidden @ u).unsqueeze(-1) * u
 
     return edit
-
-
-def _plain_relu_latents(
-    sae: Any, latents: list[int]
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """For a plain ReLU SAE (no run-time normalisation or reshaping), ``f`` of the chosen
-    latents as one matrix product with cached weights: no sae_lens hook points on the per-token
-    path."""
-    from sae_lens.saes.standard_sae import StandardSAE
-
-    cfg = sae.cfg
-    plain = (
-        type(sae) is StandardSAE
-        and getattr(cfg, "normalize_activations", "none") in ("none", "expected_average_only_in")
-        and getattr(cfg, "reshape_activations", "none") == "none"
-    )
-    if not plain:
-        return None
-    with torch.no_grad():
-        w = sae.W_enc[:, latents].detach().float().clone()
-        # (x - b_dec) @ w + b = x @ w + (b - b_dec @ w)
-        shift = sae.b_enc[latents].detach().float() - float(cfg.apply_b_dec_to_input) * (
-            sae.b_dec.detach().float() @ w
-        )
-    weights, offsets = _SAEVectors(w), _SAEVectors(shift)
-
-    def activation(x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x @ weights.like(x) + offsets.like(x))
-
-    return activation
 
 
 def latent_edit(
@@ -305,14 +192,14 @@ def latent_edit(
     encoded once, so its latents are edited together, not one after another.
     """
     chosen = check_latents(sae, latents)
-    fast = _plain_relu_latents(sae, chosen)
+    fast = plain_relu_activation(sae, chosen)
     keep = 1.0 - float(scale)
 
     def target_of(acts: torch.Tensor) -> torch.Tensor:
         return acts * keep if value is None else torch.full_like(acts, float(value))
 
     if fast is not None:
-        decoder = _SAEVectors(sae.W_dec[chosen].detach().float())
+        decoder = DeviceCopies(sae.W_dec[chosen].detach().float())
 
         def fast_edit(hidden: torch.Tensor) -> torch.Tensor:
             x = hidden.float()
@@ -327,7 +214,7 @@ def latent_edit(
         x = hidden.to(model.W_dec.dtype)
         with torch.no_grad():
             acts = latent_activation(model, x, chosen)
-            change = (target_of(acts) - acts) @ model.W_dec[chosen] * _output_scale(model, x)
+            change = (target_of(acts) - acts) @ model.W_dec[chosen] * output_scale(model, x)
         return hidden + change.to(hidden.dtype)
 
     return edit
@@ -335,11 +222,7 @@ def latent_edit(
 
 # ---- context managers (the public steering API) ----------------------------------------------
 def add_direction(
-    vlm: VLM,
-    hook_name: str,
-    direction: torch.Tensor,
-    alpha: float,
-    positions: Positions = "all",
+    vlm: VLM, hook_name: str, direction: torch.Tensor, alpha: float, positions: Positions = "all"
 ) -> Any:
     """Add ``alpha * direction`` to the residual at ``hook_name`` (a context manager)."""
     direction = _check_direction(vlm, direction)
@@ -358,48 +241,33 @@ def project_out(
     return intervene(vlm, hook_name, project_out_edit(direction, scale), positions)
 
 
-def ablate_latent(
-    vlm: VLM,
-    sae: Any,
-    latent: Latents,
-    scale: float = 1.0,
-    positions: Positions = "all",
+def add_latent(
+    vlm: VLM, sae: Any, latent: Latents, alpha: float, positions: Positions = "all",
     hook_name: str | None = None,
-) -> Any:
+) -> Any:  # fmt: skip
+    """Add ``alpha * W_dec[latent]`` (for a set: ``alpha *`` the sum of their rows) at the SAE's
+    hook."""
+    hook = sae_hook(vlm, sae, hook_name)
+    return add_direction(vlm, hook, latent_direction(sae, latent), alpha, positions)
+
+
+def ablate_latent(
+    vlm: VLM, sae: Any, latent: Latents, scale: float = 1.0, positions: Positions = "all",
+    hook_name: str | None = None,
+) -> Any:  # fmt: skip
     """Subtract ``scale * f_i(h) * W_dec[i]`` at the SAE's hook (``scale`` 1: full ablation);
     for a set of latents, of each of them."""
-    hook_name = sae_hook_name(sae, hook_name)
-    check_sae_fits(vlm, sae, hook_name)
-    return intervene(vlm, hook_name, latent_edit(sae, latent, scale=scale), positions)
+    hook = sae_hook(vlm, sae, hook_name)
+    return intervene(vlm, hook, latent_edit(sae, latent, scale=scale), positions)
 
 
 def clamp_latent(
-    vlm: VLM,
-    sae: Any,
-    latent: Latents,
-    value: float,
-    positions: Positions = "all",
+    vlm: VLM, sae: Any, latent: Latents, value: float, positions: Positions = "all",
     hook_name: str | None = None,
-) -> Any:
+) -> Any:  # fmt: skip
     """Set the latent's activation (each latent's, for a set) to ``value`` at the SAE's hook."""
-    hook_name = sae_hook_name(sae, hook_name)
-    check_sae_fits(vlm, sae, hook_name)
-    return intervene(vlm, hook_name, latent_edit(sae, latent, value=float(value)), positions)
-
-
-def add_latent(
-    vlm: VLM,
-    sae: Any,
-    latent: Latents,
-    alpha: float,
-    positions: Positions = "all",
-    hook_name: str | None = None,
-) -> Any:
-    """Add ``alpha * W_dec[latent]`` (for a set: ``alpha *`` the sum of their rows) at the SAE's
-    hook."""
-    hook_name = sae_hook_name(sae, hook_name)
-    check_sae_fits(vlm, sae, hook_name)
-    return add_direction(vlm, hook_name, latent_direction(sae, latent), alpha, positions)
+    hook = sae_hook(vlm, sae, hook_name)
+    return intervene(vlm, hook, latent_edit(sae, latent, value=float(value)), positions)
 
 
 def _check_direction(vlm: VLM, direction: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,189 @@
+"""Evidence for a latent: top-activating tokens in context, activation histograms, and the
+tokens its decoder direction promotes and suppresses through the unembedding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from interp.analysis.config import DiffConfig
+from interp.analysis.sources import ActivationSource, encode_columns
+from interp.sae.latents import latent_direction
+
+
+def _token_text(tokenizer: Any, token_id: int) -> str:
+    if tokenizer is None:
+        return f"<{token_id}>"
+    return tokenizer.decode([int(token_id)], skip_special_tokens=False)
+
+
+class _Contexts:
+    """Turns a cached row into ``(token, context, token_start, token_end)``."""
+
+    def __init__(self, store: ActivationSource, tokenizer: Any, width: int) -> None:
+        self.tokens = store.tokens
+        self.prompts = store.prompts
+        self.tokenizer = tokenizer
+        self.width = width
+        self._piece: dict[int, str] = {}
+
+    def piece(self, token_id: int, part: int | None = None) -> str:
+        if part == 0:
+            return "<image>"
+        if token_id not in self._piece:
+            self._piece[token_id] = _token_text(self.tokenizer, token_id)
+        return self._piece[token_id]
+
+    def __call__(self, row: int) -> dict[str, Any]:
+        prompt_index = int(self.tokens["prompt_index"][row])
+        position = int(self.tokens["position"][row])
+        token_id = int(self.tokens["token_id"][row])
+        part = int(self.tokens["part"][row]) if "part" in self.tokens else None
+        prompt = self.prompts[prompt_index] if prompt_index < len(self.prompts) else {}
+        ids = prompt.get("token_ids") or []
+        token = self.piece(token_id, part)
+        before, after = "", ""  # token ids not recorded: the token alone
+        if position < len(ids) and int(ids[position]) == token_id:
+            left = self._collapse(ids[max(0, position - self.width) : position])
+            right = self._collapse(ids[position + 1 : position + 1 + max(1, self.width // 4)])
+            if self.tokenizer is not None and part != 0:
+                # decode the window as a whole, so word-level and SentencePiece tokenizers
+                # keep their spaces; the token is what its id adds to the decoded prefix
+                before = self._decode(left)
+                upto = self._decode([*left, token_id])
+                full = self._decode([*left, token_id, *right])
+                if upto.startswith(before) and full.startswith(upto) and len(upto) > len(before):
+                    token, after = upto[len(before) :], full[len(upto) :]
+                else:
+                    before, after = "", ""
+            if not before and not after:
+                before = "".join(self.piece(i) for i in left)
+                after = "".join(self.piece(i) for i in right)
+        return {
+            "prompt_id": prompt.get("id", str(prompt_index)),
+            "prompt": prompt.get("prompt", ""),
+            "image": prompt.get("image"),
+            "token": token,
+            "context": before + token + after,
+            "token_start": len(before),
+            "token_end": len(before) + len(token),
+        }
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def _collapse(self, ids: Sequence[int]) -> list[int]:
+        """Token ids, with runs of one repeated special token (image patches) kept once."""
+        kept: list[int] = []
+        previous = None
+        for token_id in ids:
+            token_id = int(token_id)
+            if token_id == previous and self._is_special(token_id):
+                continue
+            kept.append(token_id)
+            previous = token_id
+        return kept
+
+    def _is_special(self, token_id: int) -> bool:
+        special = getattr(self.tokenizer, "all_special_ids", None) or []
+        ids = getattr(self, "_special", None)
+        if ids is None:
+            ids = self._special = set(special) | self._image_ids()
+        return token_id in ids
+
+    def _image_ids(self) -> set[int]:
+        parts = self.tokens.get("part")
+        if parts is None:
+            return set()
+        return set(self.tokens["token_id"][parts == 0].unique().tolist())
+
+
+def _top_examples(
+    values: torch.Tensor, contexts: _Contexts, source: str, n: int
+) -> list[dict[str, Any]]:
+    if values.numel() == 0:
+        return []
+    best = torch.topk(values, min(n, len(values)))
+    examples = []
+    for value, row in zip(best.values.tolist(), best.indices.tolist()):
+        if value <= 0:
+            break
+        examples.append({"source": source, **contexts(int(row)), "activation": round(value, 5)})
+    return examples
+
+
+def _histogram(values: torch.Tensor, keep: int, seed: int) -> list[float]:
+    nonzero = values[values > 0]
+    if len(nonzero) > keep:
+        g = torch.Generator().manual_seed(seed)
+        nonzero = nonzero[torch.randperm(len(nonzero), generator=g)[:keep]]
+    return [round(float(v), 5) for v in nonzero.sort().values]
+
+
+def logit_effect(
+    direction: torch.Tensor, unembedding: torch.Tensor, tokenizer: Any, n: int = 10
+) -> dict[str, list[list[Any]]]:
+    """Tokens a residual direction promotes / suppresses through the unembedding (direct path)."""
+    logits = unembedding.float().to(direction.device) @ direction.float()
+    top = torch.topk(logits, min(n, len(logits)))
+    bottom = torch.topk(-logits, min(n, len(logits)))
+    return {
+        "promoted": [
+            [_token_text(tokenizer, i), round(v, 5)]
+            for v, i in zip(top.values.tolist(), top.indices.tolist())
+        ],
+        "suppressed": [
+            [_token_text(tokenizer, i), round(-v, 5)]
+            for v, i in zip(bottom.values.tolist(), bottom.indices.tolist())
+        ],
+    }
+
+
+def latent_details(
+    sae: Any,
+    base: ActivationSource,
+    tuned: ActivationSource,
+    hook: str,
+    latents: list[int],
+    cfg: DiffConfig,
+    tokenizer: Any,
+    unembedding: torch.Tensor | None,
+) -> dict[str, Any]:
+    """Evidence per latent: top-activating tokens in context from both caches (highest first),
+    activation histograms per side, and the logit effect of its decoder row (with an
+    ``unembedding``)."""
+    if not latents:
+        return {}
+    columns = {
+        "base": encode_columns(sae, base, hook, latents, cfg.batch_rows),
+        "tuned": encode_columns(sae, tuned, hook, latents, cfg.batch_rows),
+    }
+    contexts = {
+        "base": _Contexts(base, tokenizer, cfg.context_tokens),
+        "tuned": _Contexts(tuned, tokenizer, cfg.context_tokens),
+    }
+    details: dict[str, Any] = {}
+    for column, latent in enumerate(latents):
+        examples = []
+        for source in ("base", "tuned"):
+            examples += _top_examples(
+                columns[source][:, column], contexts[source], source, cfg.examples
+            )
+        examples.sort(key=lambda example: -example["activation"])
+        entry: dict[str, Any] = {
+            "top_examples": examples,
+            "histogram": {
+                source: _histogram(columns[source][:, column], cfg.histogram_values, cfg.seed)
+                for source in ("base", "tuned")
+            },
+            "logit_effect": None,
+        }
+        if unembedding is not None:
+            direction = latent_direction(sae, latent)
+            entry["logit_effect"] = logit_effect(
+                direction, unembedding.detach(), tokenizer, cfg.n_logit_tokens
+            )
+        details[str(latent)] = entry
+    return details

@@ -1,0 +1,82 @@
+"""``latents.json`` and ``diff_of_means.safetensors``: writing them, reading them back."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp.errors import VSFAError
+
+
+def write_latents(out: str | Path, result: dict[str, Any]) -> Path:
+    """Write ``latents.json`` and ``diff_of_means.safetensors`` beside it (both atomic)."""
+    from safetensors.torch import save_file
+
+    from interp.artifacts import atomic_path, write_json_atomic
+
+    out = Path(out)
+    if out.suffix != ".json":
+        out = out / "latents.json"
+    vector = (result.get("diff_of_means") or {}).get("vector")
+    if vector is not None:
+        direction = torch.tensor(vector, dtype=torch.float32)
+        with atomic_path(out.parent / result["diff_of_means"]["file"]) as tmp:
+            save_file(
+                {"direction": direction.float().contiguous()},
+                str(tmp),
+                metadata={"hook_name": result["hook_name"]},
+            )
+    write_json_atomic(out, _finite(result))
+    return out
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf; write them as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def load_diff_of_means(path: str | Path) -> torch.Tensor:
+    """The difference-of-means direction of a ``latents.json`` (its safetensors file beside it,
+    else the inline vector), or of a ``.safetensors`` file holding ``direction``."""
+    from safetensors.torch import load_file
+
+    from interp.artifacts import read_json
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.exists():
+            raise VSFAError(f"{path} does not exist")
+        tensors = load_file(str(path))
+        if "direction" not in tensors:
+            raise VSFAError(f"{path} holds no 'direction' tensor")
+        return tensors["direction"]
+    data = read_json(path)
+    entry = data.get("diff_of_means") or {}
+    file = path.parent / entry.get("file", "diff_of_means.safetensors")
+    if file.exists():
+        return load_file(str(file))["direction"]
+    if entry.get("vector") is not None:
+        return torch.tensor(entry["vector"], dtype=torch.float32)
+    raise VSFAError(f"{path} has no difference-of-means direction (and {file} is missing)")
+
+
+def selected_latents(path: str | os.PathLike) -> int | list[int]:
+    """The selected latent of a ``latents.json`` (a list when the diff selected several); a
+    clear error when it selected none."""
+    from interp.artifacts import read_json
+    from interp.sae.latents import as_latents
+
+    chosen = (read_json(path).get("selected") or {}).get("latents") or []
+    if not chosen:
+        raise VSFAError(f"{path}: the diff selected no latent (nothing significant); pass --latent")
+    return as_latents(chosen)
