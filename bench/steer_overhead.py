@@ -34,7 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random llava)")
     parser.add_argument("--family", default="llava", help="tiny family when no --model")
-    parser.add_argument("--mode", default="add", choices=["add", "ablate", "clamp"])
+    parser.add_argument("--mode", default="add", help="a registered steering mode")
+    parser.add_argument("--alpha", type=float, default=1.0, help="strength (latent 0 is steered)")
     parser.add_argument("--positions", default="all", choices=["all", "prompt", "generated"])
     parser.add_argument("--layer", type=int, default=None, help="default: the middle layer")
     parser.add_argument("--batch", type=int, default=4)
@@ -50,7 +51,7 @@ def main() -> None:
     from PIL import Image
 
     from interp.models import load_vlm
-    from interp.steer import ablate_latent, add_direction, clamp_latent
+    from interp.steer.modes import SteerSite, steering_mode
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model
@@ -63,19 +64,13 @@ def main() -> None:
     layer = args.layer if args.layer is not None else vlm.n_layers // 2
     hook = vlm.hook_name(layer)
     sae = _random_sae(vlm.d_model, vlm.d_model * args.sae_expansion, hook).to(vlm.device)
-    direction = torch.randn(vlm.d_model)
+    mode = steering_mode(args.mode)
+    steer = mode.hook(SteerSite(vlm, sae, hook, args.positions), 0, args.alpha)
 
     images = [Image.new("RGB", (64, 64), (40 * i % 255, 90, 160)) for i in range(args.batch)]
     prompts = [f"Describe picture {i} in detail, please." for i in range(args.batch)]
     inputs = vlm.prepare(images, prompts)
     tokenizer = vlm.tokenizer
-
-    def steer():
-        if args.mode == "add":
-            return add_direction(vlm, hook, direction, 2.0, positions=args.positions)
-        if args.mode == "ablate":
-            return ablate_latent(vlm, sae, 0, positions=args.positions)
-        return clamp_latent(vlm, sae, 0, 3.0, positions=args.positions)
 
     cuda = vlm.device.type == "cuda"
     clock = time.perf_counter if cuda else time.process_time

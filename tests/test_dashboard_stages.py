@@ -39,9 +39,9 @@ def test_dashboard_on_real_stage_outputs(tiny_vlm, tiny_model_dir, tmp_path):
     from interp.eval.judges import make_judge
     from interp.eval.run import evaluate
     from interp.eval.table import write_table
-    from interp.hooks.cache import ActivationStore, CacheConfig, CachePrompt, cache_activations_for
+    from interp.cache import ActivationStore, CacheConfig, CachePrompt, cache_activations_for
     from interp.steer import add_latent
-    from interp.steer.sweep import steer_sweep
+    from interp.steer import SteerConfig, steer_sweep
 
     run = tmp_path / "run"
     vlm = tiny_vlm("llava")
@@ -86,8 +86,9 @@ def test_dashboard_on_real_stage_outputs(tiny_vlm, tiny_model_dir, tmp_path):
         evaluate(vlm, items, dirs[-1], judge=judge, generation=generation, defense=defense,
                  label={"method": method, "seed": 0}, n_boot=50, quiet=True)  # fmt: skip
     write_table(dirs, run)
-    steer_sweep(vlm, items, sae, 5, "add", [0, 4], judge, run / "steer", 1,
-                generation=generation, n_boot=50, quiet=True)  # fmt: skip
+    steer_sweep(vlm, items, sae, judge, run / "steer",
+                SteerConfig(5, alphas=[0, 4], n_random=1, n_boot=50, quiet=True),
+                generation=generation)  # fmt: skip
 
     art = collect_run(run)
     assert [p.name for p, _ in art.results] == ["table.json"]
