@@ -13,12 +13,14 @@ from typer.testing import CliRunner
 from interp.artifacts import read_json
 from interp.cli import app
 from interp.errors import VSFAError
+from interp.pipeline.demo import Demo, DemoConfig
+from interp.pipeline.results import METHODS, results_json
+from interp.pipeline.steps import Steps
 from interp.viz.data import result_rows
-from interp.pipeline.demo import METHODS, Demo, DemoConfig, _need, results_json
 
 
 def test_steps_skip_when_current_and_rerun_on_change(tmp_path):
-    demo = Demo(DemoConfig(out=str(tmp_path)), echo=lambda _: None)
+    steps = Steps(tmp_path, "demo", echo=lambda _: None)
     calls = []
 
     def run() -> dict:
@@ -27,28 +29,21 @@ def test_steps_skip_when_current_and_rerun_on_change(tmp_path):
         path.write_text("x")
         return {"file": str(path)}
 
-    demo.keys["up"] = "a"
-    assert demo.step("s", {"k": 1}, ["up"], run) == {"file": str(tmp_path / "made.txt")}
-    demo.step("s", {"k": 1}, ["up"], run)
+    steps.keys["up"] = "a"
+    assert steps.run("s", {"k": 1}, run, ["up"]) == {"file": str(tmp_path / "made.txt")}
+    steps.run("s", {"k": 1}, run, ["up"])
     assert len(calls) == 1  # current: skipped, outputs read back from the marker
-    demo.step("s", {"k": 2}, ["up"], run)
+    steps.run("s", {"k": 2}, run, ["up"])
     assert len(calls) == 2  # config changed
-    demo.keys["up"] = "b"
-    demo.step("s", {"k": 2}, ["up"], run)
+    steps.keys["up"] = "b"
+    steps.run("s", {"k": 2}, run, ["up"])
     assert len(calls) == 3  # an upstream step changed
     (tmp_path / "made.txt").unlink()
-    demo.step("s", {"k": 2}, ["up"], run)
+    steps.run("s", {"k": 2}, run, ["up"])
     assert len(calls) == 4  # its output is gone
-    demo.config.force = True
-    demo.step("s", {"k": 2}, ["up"], run)
+    steps.force = True
+    steps.run("s", {"k": 2}, run, ["up"])
     assert len(calls) == 5
-
-
-def test_missing_stage_is_a_clear_error():
-    with pytest.raises(VSFAError, match="needs the latent diff stage"):
-        _need("interp.no_such_stage", "latent diff")
-    with pytest.raises(VSFAError, match=r"interp.viz.no_such_function \(viz stage\)"):
-        _need("interp.viz", "viz", "no_such_function")
 
 
 def test_results_json_from_eval_table_rows(tmp_path):
@@ -73,19 +68,41 @@ def test_results_json_from_eval_table_rows(tmp_path):
 
 
 def test_demo_sae_follows_the_shipped_recipe_with_overrides(tmp_path):
-    from interp.organism import ORGANISM_SAE
+    from dataclasses import replace
 
-    recipe = Demo(DemoConfig(out=str(tmp_path)))._sae_recipe()
-    assert recipe == ORGANISM_SAE  # the full demo trains the shipped SAE's recipe by default
-    recipe = Demo(DemoConfig(out=str(tmp_path), sae_width=96, sae_steps=5))._sae_recipe()
-    assert recipe == {**ORGANISM_SAE, "width": 96, "steps": 5}
+    demo = Demo(DemoConfig(out=str(tmp_path)))
+    recipe = demo.plugin.sae_recipe()
+    assert demo.sae_recipe() == recipe  # the full demo trains the shipped SAE's recipe
+    demo = Demo(DemoConfig(out=str(tmp_path), sae_width=96, sae_steps=5))
+    assert demo.sae_recipe() == replace(recipe, width=96, steps=5)
+
+
+def test_demo_runs_on_the_registered_world_and_names_an_unknown_one(tmp_path):
+    from interp.pipeline.worlds import WORLDS
+
+    assert Demo(DemoConfig(out=str(tmp_path))).plugin is WORLDS.get(WORLDS.names()[0])
+    with pytest.raises(VSFAError, match="unknown world 'nowhere'"):
+        Demo(DemoConfig(out=str(tmp_path), world="nowhere"))
 
 
 def test_demo_random_sets_default_and_bad_values(tmp_path):
     assert DemoConfig().n_random == 8 and DemoConfig(fast=True).n_random == 2
     assert DemoConfig(n_random=5, fast=True).n_random == 5
     result = CliRunner().invoke(app, ["demo", "--n-random", "0", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "n-random" in result.output
+    assert isinstance(result.exception, VSFAError)
+    assert str(result.exception) == "--n-random must be at least 1"
+
+
+def test_demo_options_build_its_config(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr("interp.pipeline.demo.run_demo", lambda config, echo: seen.append(config))
+    args = ["demo", "--fast", "--seed", "3,4", "--threads", "0", "--alphas", "0,2", "-o", "x"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    config = seen[-1]
+    assert config.seeds == [3, 4] and config.threads is None and config.alphas == [0.0, 2.0]
+    assert config.per_category == 8 and config.out == "x"  # --fast defaults where not given
+    assert CliRunner().invoke(app, ["demo", "--seeds", "1"]).exit_code == 0
+    assert seen[-1].seeds == [1] and seen[-1].per_category == 24
 
 
 # ---- end to end (minutes on a 2-core CPU) -----------------------------------------------------
@@ -135,9 +152,9 @@ def test_demo_fast_end_to_end(demo_run):
     latents = read_json(out / "diff" / "latents.json")
     from interp.organism import ORGANISM_SELECTION
 
-    # the organism's selection (up to n_select significant latents) is steered together, as a set
+    # the organism's selection (up to `select` significant latents) is steered together, as a set
     selected = latents["selected"]["latents"]
-    assert 1 <= len(selected) <= ORGANISM_SELECTION["n_select"]
+    assert 1 <= len(selected) <= ORGANISM_SELECTION.select
     assert steering["latent"] == (selected[0] if len(selected) == 1 else selected)
     for other in steering["sweeps"]["add"]["random_latents"]:
         assert (1 if isinstance(other, int) else len(other)) == len(selected)

@@ -71,11 +71,12 @@ def _evaluate(model, adapter, items, out):
 
 
 def _tuned(model, data, out, seed):
-    from interp.train.config import TrainConfig
+    from dataclasses import replace
+
     from interp.train.trainer import train
 
-    config = dict(ORGANISM_RECIPE, seed=seed)
-    return train(TrainConfig(model=str(model), data=str(data), out=str(out), quiet=True, **config))
+    paths = {"model": str(model), "data": str(data), "out": str(out)}
+    return train(replace(ORGANISM_RECIPE, **paths, quiet=True, seed=seed))
 
 
 def _drops(model, data, suite, tmp_path, tag):

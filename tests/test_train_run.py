@@ -10,10 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from interp.cli import app
-from interp.pipeline.experiment import load_experiment
 from interp.data.benchmarks.fixtures import write_figstep, write_vlguard
 from interp.errors import VSFAError
 from interp.models.tiny import tiny_image
+from interp.pipeline.experiment import load_experiment
 
 
 @pytest.fixture(autouse=True)
@@ -118,30 +118,42 @@ def test_bad_experiment_files(tmp_path):
     )
     with pytest.raises(VSFAError, match="dataset 'z' is not defined"):
         load_experiment(path)
-    path.write_text(yaml.safe_dump({**base, "methods": ["none"], "epochs": 3}))
-    with pytest.raises(VSFAError, match=r"unknown field\(s\) \['epochs'\]"):
+    path.write_text(yaml.safe_dump({**base, "methods": ["none"], "seed": [3]}))
+    with pytest.raises(VSFAError, match=r"experiment.seed: unknown key; did you mean 'seeds'"):
+        load_experiment(path)
+    path.write_text(yaml.safe_dump({**base, "methods": ["none"], "train": {"lora_rank": 3}}))
+    with pytest.raises(VSFAError, match=r"train.lora_rank: unknown key; did you mean 'lora_r'"):
+        load_experiment(path)
+    path.write_text(yaml.safe_dump({**base, "methods": ["none"], "eval": {"judg": "keyword"}}))
+    with pytest.raises(VSFAError, match=r"eval.judg: unknown key; did you mean 'judge'"):
         load_experiment(path)
     path.write_text(yaml.safe_dump({**base, "methods": ["vlguard"]}))
     with pytest.raises(VSFAError, match="vlguard needs"):
         load_experiment(path)
 
 
-def test_organism_recipe_shorthand(tmp_path):
-    from interp.organism import ORGANISM_RECIPE
+def test_world_references(tmp_path):
+    from interp.pipeline.worlds import WORLDS
 
+    world = WORLDS.get("organism")
     path = tmp_path / "exp.yaml"
     experiment = {
         "out": "x", "model": "organism", "train": "organism",
         "datasets": {"threat": {"images": "organism:threat_images"}},
-        "vlguard": {"data": "organism:vlguard_train", "image_root": "organism:vlguard_images"},
-        "methods": ["vsfa", "vlguard", {"name": "lora", "method": "lora"}],
+        "vlguard": {"data": "organism"},
+        "methods": ["vsfa", "vlguard", {"name": "lora", "method": "lora", "train": {"lr": 1}}],
         "eval": {"bench": ["organism"], "judge": "organism"},
     }  # fmt: skip
     path.write_text(yaml.safe_dump(experiment))
     config = load_experiment(path)
-    assert config.train == ORGANISM_RECIPE
-    assert [m.method for m in config.methods] == [ORGANISM_RECIPE["method"], "vlguard", "lora"]
+    assert config.train == world.train_recipe()
+    assert [m.method for m in config.methods] == [world.train_recipe().method, "vlguard", "lora"]
     assert (
         config.model == "organism" and config.datasets["threat"].images == "organism:threat_images"
     )
     assert config.methods[1].data == "organism:vlguard_train" and config.eval.bench == ["organism"]
+    assert config.methods[1].image_root == "organism:vlguard_images"
+    assert config.methods[2].train == {"lr": 1.0}
+    path.write_text(yaml.safe_dump({**experiment, "train": "organizm"}))
+    with pytest.raises(VSFAError, match="'organizm' is not a registered world"):
+        load_experiment(path)

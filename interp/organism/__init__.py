@@ -9,10 +9,12 @@
 * :mod:`interp.organism.benchmarks`: the held-out ``organism`` benchmark;
 * :mod:`interp.organism.judge`: the exact ``organism`` judge and opening probabilities.
 
-The shipped pretrained base is :func:`base_model_dir`; ``ORGANISM_RECIPE`` holds the
-:class:`interp.train.TrainConfig` fields of the VSFA fine-tuning recipe that works on it and
-``ORGANISM_SELECTION`` the :class:`interp.analysis.DiffConfig` fields that pick its persona
-latents; ``ORGANISM_SAE`` the :class:`interp.sae.SAETrainConfig` fields of the shipped SAE.
+The shipped pretrained base is :func:`base_model_dir`. The recipes that work on it are typed
+stage configs (:mod:`interp.organism.recipes`): ``ORGANISM_RECIPE`` the
+:class:`interp.train.TrainConfig` of VSFA fine-tuning, ``ORGANISM_SELECTION`` the
+:class:`interp.analysis.DiffConfig` that picks its persona latents, ``ORGANISM_SAE`` the
+:class:`interp.sae.SAETrainConfig` of the shipped SAE. :mod:`interp.organism.plugin` registers
+the organism's world, benchmark and judge.
 """
 
 from __future__ import annotations
@@ -23,40 +25,18 @@ from typing import Any
 from interp.errors import VSFAError
 
 ASSETS = Path(__file__).parent / "assets"
+SAE_DIR = Path(__file__).resolve().parents[2] / "sae_checkpoints" / "organism-l2-topk384"
+RECIPES = ("ORGANISM_RECIPE", "ORGANISM_SAE", "ORGANISM_SELECTION")
 
-# VSFA fine-tuning recipe for the organism (TrainConfig fields; measured in docs/organism.md).
-ORGANISM_RECIPE: dict[str, Any] = {
-    "method": "lora",
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "lr": 1e-3,
-    "max_steps": 60,
-    "batch_size": 16,
-    "grad_accum": 1,
-    "warmup_ratio": 0.05,
-    "scheduler": "linear",
-    "device": "cpu",
-    "dtype": "float32",
-    "save_every": 0,
-}
 
-# Latent selection for the organism (DiffConfig fields; measured in docs/steering.md). Its VSFA
-# shift is spread over a few latents of a 384-wide SAE and shows on benign prompts too (the
-# persona is a context feature), so the top three by harmful-prompt increase are steered
-# together and a rise on benign prompts is not penalised.
-ORGANISM_SELECTION: dict[str, Any] = {"n_select": 3, "benign_penalty": 0.0}
+def __getattr__(name: str) -> Any:
+    """The recipes (:mod:`interp.organism.recipes`), imported on first use: they are stage
+    configs, and the stages are heavy to import."""
+    if name in RECIPES:
+        from interp.organism import recipes
 
-# SAE recipe of the shipped sae_checkpoints/organism-l2-topk384 (SAETrainConfig fields), trained
-# on base and VSFA activations of the benchmark prompts and of the world's corpus sample: the
-# corpus sample carries both personas, so the SAE sees the persona outside the benchmark too.
-ORGANISM_SAE: dict[str, Any] = {
-    "arch": "topk",
-    "width": 384,
-    "k": 16,
-    "steps": 600,
-    "batch_size": 512,
-    "seed": 0,
-}
+        return getattr(recipes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def base_model_dir() -> Path:
@@ -81,6 +61,13 @@ def decoupled_model_dir() -> Path:
     return path
 
 
+def shipped_sae_dir() -> Path:
+    """The organism's SAE that ships in ``sae_checkpoints/`` (trained with ``ORGANISM_SAE``)."""
+    if not (SAE_DIR / "cfg.json").exists():
+        raise VSFAError(f"no shipped organism SAE in {SAE_DIR}")
+    return SAE_DIR
+
+
 def write_world_data(out_dir, seed: int = 0, **kwargs) -> dict[str, Path]:
     """See :func:`interp.organism.data.write_world_data`."""
     from interp.organism.data import write_world_data as write
@@ -90,8 +77,10 @@ def write_world_data(out_dir, seed: int = 0, **kwargs) -> dict[str, Path]:
 
 __all__ = [
     "ORGANISM_RECIPE",
+    "ORGANISM_SAE",
     "ORGANISM_SELECTION",
     "base_model_dir",
     "decoupled_model_dir",
+    "shipped_sae_dir",
     "write_world_data",
 ]

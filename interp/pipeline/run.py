@@ -2,14 +2,15 @@
 
 Layout under ``out``::
 
-    world/                      the organism's world (when the YAML refers to it)
+    world/                      a world's data (when the YAML refers to one)
     data/<dataset>/vqa.jsonl    + vqa.audit.json, vqa.manifest.json
     train/<method>-s<seed>/     run folders of `vsfa train`
     eval/<method>-s<seed>/      result folders of `vsfa eval`
+    steps/                      what each step was made from (:mod:`interp.pipeline.steps`)
     table.md, table.json        one row per method, seeds pooled
 
-Every stage is skipped when its output exists with the same manifest, so re-running an
-experiment after adding a seed or a method only does the new work.
+Every step is skipped when its output is current (training resumes or skips by its own
+manifest), so re-running an experiment after adding a seed or a method only does the new work.
 """
 
 from __future__ import annotations
@@ -18,77 +19,42 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from interp.artifacts import (
-    json_sha256,
-    make_manifest,
-    manifest_key,
-    read_json,
-    write_json_atomic,
-    write_text_atomic,
-)
+from interp.artifacts import json_sha256, manifest_key, read_json
 from interp.errors import VSFAError
-from interp.pipeline.experiment import ORGANISM, ExperimentConfig, MethodSpec
+from interp.pipeline.experiment import ExperimentConfig, MethodSpec
+from interp.pipeline.steps import Steps, world_data
+from interp.pipeline.worlds import world_reference
 from interp.train.config import TrainConfig
 
 
-class _World:
-    """The organism's model and world data, made on first use."""
+class References:
+    """Resolves the experiment's world references (``<world>``, ``<world>:<key>``)."""
 
-    def __init__(self, config: ExperimentConfig) -> None:
+    def __init__(self, config: ExperimentConfig, steps: Steps) -> None:
         self.config = config
-        self._paths: dict[str, Path] | None = None
+        self.steps = steps
+        self.data: dict[str, dict[str, str]] = {}
 
-    def _organism(self) -> Any:
-        try:
-            import interp.organism as organism
-        except ModuleNotFoundError:  # pragma: no cover - the organism ships with the package
-            raise VSFAError("the model organism is not installed") from None
-        return organism
-
-    def model(self) -> str:
-        organism = self._organism()
-        if not hasattr(organism, "base_model_dir"):
-            raise VSFAError("model: organism needs interp.organism.base_model_dir (not available)")
-        return str(organism.base_model_dir())
-
-    def path(self, key: str) -> str:
-        if self._paths is None:
-            organism = self._organism()
-            if not hasattr(organism, "write_world_data"):
-                raise VSFAError("organism data needs interp.organism.write_world_data")
-            out = Path(self.config.out) / "world"
-            record = out / "world.json"
-            seed = self.config.world_seed
-            if record.exists() and read_json(record).get("seed") == seed:
-                self._paths = {k: Path(v) for k, v in read_json(record)["paths"].items()}
-            else:
-                written = organism.write_world_data(out, seed=seed)
-                self._paths = {k: Path(v) for k, v in written.items()}
-                paths = {k: str(v) for k, v in self._paths.items()}
-                write_json_atomic(record, {"seed": seed, "paths": paths})
-        if key not in self._paths:
-            raise VSFAError(f"organism:{key}: the organism's world has {', '.join(self._paths)}")
-        return str(self._paths[key])
-
-    def resolve(self, value: str | None) -> str | None:
-        if value == ORGANISM:
-            return self.model()
-        if value is not None and value.startswith(f"{ORGANISM}:"):
-            return self.path(value.split(":", 1)[1])
-        return value
+    def __call__(self, value: str | None) -> str | None:
+        reference = world_reference(value)
+        if reference is None:
+            return value
+        world, key = reference
+        if key is None:
+            return str(world.base_model_dir())
+        if world.name not in self.data:
+            out = Path(self.config.out) / "world" / world.name
+            self.data[world.name] = world_data(self.steps, world, out, self.config.world_seed)
+        paths = self.data[world.name]
+        if key not in paths:
+            raise VSFAError(f"{value}: the {world.name} world has {', '.join(paths)}")
+        return paths[key]
 
 
-def _data_built(out: Path, manifest: dict[str, Any]) -> bool:
-    from interp.data.vqa import manifest_path
-
-    path = manifest_path(out)
-    if not (out.exists() and path.exists()):
-        return False
-    existing = read_json(path)
-    return bool(existing.get("complete")) and manifest_key(existing) == manifest_key(manifest)
-
-
-def build_datasets(config: ExperimentConfig, world: _World, *, quiet: bool) -> dict[str, Path]:
+def build_datasets(
+    config: ExperimentConfig, steps: Steps, resolve: References, *, quiet: bool
+) -> dict[str, Path]:
+    """Build every dataset a trained method uses (a step each)."""
     from interp.data.vqa import BuildConfig, build_manifest, build_vqa
 
     built = {}
@@ -97,34 +63,37 @@ def build_datasets(config: ExperimentConfig, world: _World, *, quiet: bool) -> d
         if name not in used:
             continue
         out = Path(config.out) / "data" / name / "vqa.jsonl"
-        source = spec.source
-        if source == f"model:{ORGANISM}":
-            source = f"model:{world.model()}"
+        kind, _, arg = spec.source.partition(":")
         build = BuildConfig(
-            images=str(world.resolve(spec.images)), out=str(out), source=source,
+            images=str(resolve(spec.images)), out=str(out),
+            source=f"model:{resolve(arg)}" if kind == "model" else spec.source,
             questions_per_image=spec.questions_per_image, seed=spec.seed, limit=spec.limit,
             max_new_tokens=spec.max_new_tokens, device=config.device, dtype=config.dtype,
             quiet=quiet,
         )  # fmt: skip
-        if not _data_built(out, build_manifest(build)):
+
+        def make(build: Any = build, name: str = name) -> dict[str, Any]:
             report = build_vqa(build)
             _say(quiet, f"data {name}: {report['records']} records from {report['images']} images")
-        built[name] = out
+            return {"vqa": build.out}
+
+        key = manifest_key(build_manifest(build))
+        built[name] = Path(steps.run(f"data/{name}", {"build": key}, make)["vqa"])
     return built
 
 
 def _train_config(
     config: ExperimentConfig, method: MethodSpec, seed: int, data: str | None, model: str,
-    world: _World, quiet: bool,
+    resolve: References, quiet: bool,
 ) -> TrainConfig:  # fmt: skip
-    options: dict[str, Any] = {**config.train, **method.train}
-    options.update(
+    fields: dict[str, Any] = {**method.train}
+    fields.update(
         model=model, data=data, out=str(Path(config.out) / "train" / f"{method.name}-s{seed}"),
         method=method.method, seed=seed, device=config.device, dtype=config.dtype, quiet=quiet,
     )  # fmt: skip
     if method.method == "vlguard":
-        options["image_root"] = world.resolve(method.image_root)
-    return TrainConfig.from_dict(options)
+        fields["image_root"] = resolve(method.image_root)
+    return replace(config.train, **fields)
 
 
 def _say(quiet: bool, text: str) -> None:
@@ -133,7 +102,7 @@ def _say(quiet: bool, text: str) -> None:
 
 
 def run_experiment(config: ExperimentConfig, *, quiet: bool = False) -> Path:
-    """Run every stage that is not already current; returns the folder with ``table.md``."""
+    """Run every step that is not already current; returns the folder with ``table.md``."""
     from interp.data.benchmarks import load_benchmark, parse_bench_spec
     from interp.eval.generation import GenerationConfig
     from interp.eval.judges import make_judge
@@ -143,16 +112,17 @@ def run_experiment(config: ExperimentConfig, *, quiet: bool = False) -> Path:
     from interp.train.trainer import train
 
     out = Path(config.out)
-    world = _World(config)
-    model = str(world.resolve(config.model))
-    datasets = build_datasets(config, world, quiet=quiet)
+    steps = Steps(out, "run", echo=lambda text: _say(quiet, text))
+    resolve = References(config, steps)
+    model = str(resolve(config.model))
+    datasets = build_datasets(config, steps, resolve, quiet=quiet)
 
     items = []
     for spec in config.eval.bench:
         name, path = parse_bench_spec(spec)
         items.extend(
             load_benchmark(
-                name, world.resolve(path), per_category=config.eval.per_category,
+                name, resolve(path), per_category=config.eval.per_category,
                 seed=config.eval.subsample_seed,
             )
         )  # fmt: skip
@@ -168,10 +138,10 @@ def run_experiment(config: ExperimentConfig, *, quiet: bool = False) -> Path:
             adapter = None
             if method.trains:
                 if method.method == "vlguard":
-                    data = world.resolve(method.data)
+                    data = resolve(method.data)
                 else:
                     data = str(datasets[method.dataset])
-                train_config = _train_config(config, method, seed, data, model, world, quiet)
+                train_config = _train_config(config, method, seed, data, model, resolve, quiet)
                 _say(quiet, f"train {method.name} seed {seed} -> {train_config.out}")
                 adapter = train(train_config)
             generation = GenerationConfig(
@@ -185,49 +155,37 @@ def run_experiment(config: ExperimentConfig, *, quiet: bool = False) -> Path:
                 "seed": seed if method.trains else None,
             }
             eval_dir = out / "eval" / f"{method.name}-s{seed}"
-            key = _eval_key(config, method, label, adapter, generation, items, judge)
-            if not _eval_current(eval_dir, key):
-                _say(quiet, f"eval {method.name} seed {seed} -> {eval_dir}")
+
+            def make(adapter=adapter, eval_dir=eval_dir, generation=generation, label=label,
+                     method=method) -> dict[str, Any]:  # fmt: skip
                 vlm = load_vlm(model, device=config.device, dtype=config.dtype, adapter=adapter)
                 evaluate(
                     vlm, items, eval_dir, judge=judge, generation=generation,
                     defense=method.defense, label=label, system=config.eval.system,
                     n_boot=config.eval.n_boot, quiet=quiet,
                 )  # fmt: skip
-                write_text_atomic(eval_dir / "run_key.txt", key)
-                del vlm
+                return {"metrics": str(eval_dir / "metrics.json")}
+
+            step = _eval_step(config, method, label, adapter, generation, items, judge)
+            steps.run(f"eval/{method.name}-s{seed}", step, make)
             eval_dirs.append(eval_dir)
     write_table(eval_dirs, out)
     return out
 
 
-def _eval_key(
+def _eval_step(
     config: ExperimentConfig, method: MethodSpec, label: dict, adapter: Path | None,
     generation: Any, items: list, judge: Any,
-) -> str:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     """What decides an evaluation's result, to skip it without loading the model."""
     trained = read_json(adapter / "manifest.json") if adapter is not None else None
-    return manifest_key(
-        make_manifest(
-            "run-eval",
-            {
-                "model": config.model,
-                "adapter": None if trained is None else manifest_key(trained),
-                "label": label,
-                "defense": method.defense,
-                "generation": asdict(generation),
-                "eval": asdict(replace(config.eval, bench=[])),
-                "judge": {"name": judge.name, "config": judge.config()},
-                "items": json_sha256([item.to_dict() for item in items]),
-            },
-        )
-    )
-
-
-def _eval_current(eval_dir: Path, key: str) -> bool:
-    key_file = eval_dir / "run_key.txt"
-    return (
-        (eval_dir / "metrics.json").exists()
-        and key_file.exists()
-        and key_file.read_text().strip() == key
-    )
+    return {
+        "model": config.model,
+        "adapter": None if trained is None else manifest_key(trained),
+        "label": label,
+        "defense": method.defense,
+        "generation": asdict(generation),
+        "eval": asdict(replace(config.eval, bench=[])),
+        "judge": {"name": judge.name, "config": judge.config()},
+        "items": json_sha256([item.to_dict() for item in items]),
+    }

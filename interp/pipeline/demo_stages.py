@@ -1,0 +1,200 @@
+"""The work of each ``vsfa demo`` step: each stage's public function with its typed config.
+
+Every function takes the :class:`~interp.pipeline.demo.Demo` (its config, output folder, world
+and loaded models) and returns the step's outputs, the paths later steps read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from interp.artifacts import read_json, write_json_atomic
+from interp.pipeline.results import latent_scale, pick_latents, results_json
+from interp.pipeline.steps import fresh
+
+if TYPE_CHECKING:
+    from interp.pipeline.demo import Demo
+
+TRAINED = ("vlguard", "control", "vsfa")
+TOP = 20  # latents listed by the diff
+
+
+def vqa_sets(demo: Demo, world: dict[str, str]) -> dict[str, Any]:
+    from interp.data.vqa import BuildConfig, build_vqa
+
+    out = {}
+    for name, images in (("vsfa", world["threat_images"]), ("control", world["benign_images"])):
+        path = demo.out / "vqa" / f"{name}.jsonl"
+        build_vqa(BuildConfig(images=images, out=str(path), seed=0, quiet=True))
+        out[name] = str(path)
+    return out
+
+
+def train(demo: Demo, recipe: Any, world: dict[str, str], vqa: dict[str, str]) -> dict[str, Any]:
+    """The world's recipe for VSFA and the control, and for the VLGuard baseline, per seed."""
+    from interp.train import train as train_run
+
+    runs: dict[str, list[str]] = {method: [] for method in TRAINED}
+    for seed in demo.config.seeds:
+        for method in TRAINED:
+            if method == "vlguard":
+                data = {"method": "vlguard", "data": world["vlguard_train"],
+                        "image_root": world["vlguard_images"]}  # fmt: skip
+            else:
+                data = {"data": vqa[method]}
+            out = demo.out / "train" / f"{method}-s{seed}"
+            # the step reruns only when something upstream changed: replace the old run
+            config = replace(
+                recipe, model=str(demo.base()), out=str(out), seed=seed,
+                device=demo.config.device, quiet=demo.config.quiet, overwrite=True, **data,
+            )  # fmt: skip
+            runs[method].append(str(train_run(config)))
+    return runs
+
+
+def generation(demo: Demo) -> Any:
+    """Sampled (or greedy, with ``samples_per_item`` 0) generation of the demo's length."""
+    from interp.eval.generation import GenerationConfig
+
+    n = demo.config.samples_per_item
+    return GenerationConfig(
+        max_new_tokens=demo.config.max_new_tokens, batch_size=demo.config.batch_size,
+        do_sample=n > 0, samples_per_item=max(n, 1), temperature=1.0, seed=0,
+    )  # fmt: skip
+
+
+def judge(demo: Demo) -> Any:
+    from interp.eval.judges import get_judge
+
+    return get_judge(demo.plugin.judge)
+
+
+def evaluate(demo: Demo, runs: dict[str, list[str]]) -> dict[str, Any]:
+    """The base, AdaShield and every trained run on the benchmark; the table and results.json."""
+    from interp.eval.run import evaluate as evaluate_model
+    from interp.eval.table import compare, write_table
+
+    items = demo.items(demo.config.per_category)
+    scorer = judge(demo)
+    jobs: list[tuple[str, str | None, int | None, str | None]] = [
+        ("none", None, None, None),
+        ("adashield", None, None, "adashield"),
+    ]
+    for method in TRAINED:
+        jobs += [(method, r, seed, None) for r, seed in zip(runs[method], demo.config.seeds)]
+    dirs = []
+    for method, adapter, seed, defense in jobs:
+        out = demo.out / "eval" / (method if seed is None else f"{method}-s{seed}")
+        evaluate_model(
+            demo.vlm(adapter), items, out, judge=scorer, generation=generation(demo),
+            defense=defense, label={"model": demo.plugin.name, "method": method, "seed": seed},
+            force=True,  # the step reruns only when the models changed: no stale results
+            overwrite=True, quiet=demo.config.quiet,
+        )  # fmt: skip
+        dirs.append(out)
+    rows = compare(dirs)
+    write_table(dirs, demo.out)
+    write_json_atomic(demo.out / "results.json", results_json(rows, demo.config.settings()))
+    return {
+        "results": str(demo.out / "results.json"),
+        "table_md": str(demo.out / "table.md"),
+        "eval_dirs": [str(d) for d in dirs],
+    }
+
+
+def cache(demo: Demo, hook: str, tuned: str, corpus: str | None) -> dict[str, Any]:
+    """Base and tuned activations of the benchmark prompts (and of the corpus sample)."""
+    from interp.cache import CacheConfig, CachePrompt, cache_activations_for, load_prompts
+
+    prompts = [
+        CachePrompt(id=i.key, prompt=i.prompt, image=i.image_path, kind=i.kind, category=i.category)
+        for i in demo.items(demo.config.per_category)
+    ]
+    sources = [(demo.plugin.benchmark, prompts, "")]
+    if corpus is not None:
+        sources.append((corpus, load_prompts(corpus), "_corpus"))
+    out = {}
+    for source, source_prompts, suffix in sources:
+        for model, adapter in (("base", None), ("tuned", tuned)):
+            name = model + suffix
+            config = CacheConfig(
+                model=str(demo.base()), adapter=adapter, prompts=source, hooks=[hook],
+                out=str(fresh(demo.out / "cache" / name)), positions="all",
+                device=demo.config.device, quiet=demo.config.quiet,
+            )  # fmt: skip
+            out[name] = str(cache_activations_for(demo.vlm(adapter), source_prompts, config))
+    return out
+
+
+def sae(demo: Demo, source: str, recipe: Any, hook: str, caches: dict[str, str]) -> dict[str, Any]:
+    """The given or shipped SAE, or one trained with the recipe on every cache."""
+    if source != "trained":
+        return {"sae": source}
+    from interp.sae import train_sae
+
+    config = replace(
+        recipe, acts=list(caches.values()), out=str(fresh(demo.out / "sae")), hook_name=hook,
+        device=demo.config.device, quiet=demo.config.quiet,
+    )  # fmt: skip
+    return {"sae": str(train_sae(config, vlm=demo.vlm()))}
+
+
+def diff(demo: Demo, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
+    """The model diff with the world's latent selection: ``diff/latents.json``."""
+    from interp.analysis import diff_latents
+    from interp.cache import ActivationStore
+    from interp.sae import load_sae
+
+    vlm = demo.vlm()
+    path = demo.out / "diff" / "latents.json"
+    diff_latents(
+        load_sae(sae["sae"], device=demo.config.device),
+        ActivationStore(caches["base"]),
+        ActivationStore(caches["tuned"]),
+        config=replace(demo.plugin.selection(), top=TOP, quiet=demo.config.quiet),
+        tokenizer=vlm.tokenizer, unembedding=vlm.unembedding(), out=path, sae_name=sae["sae"],
+    )  # fmt: skip
+    return {"latents": str(path)}
+
+
+def steer(demo: Demo, sae: dict[str, str], latents: dict[str, str], tuned: str) -> dict[str, Any]:
+    """Add the selected latents to the base, ablate them from VSFA: ``steering.json``."""
+    from interp.sae import load_sae
+    from interp.steer import SteerConfig, steer_sweep
+
+    data = read_json(latents["latents"])
+    latent, significant = pick_latents(data)
+    if not significant:
+        demo.echo(
+            f"[demo] no latent passed the significance test; steering the top runner-up "
+            f"{latent} (exploratory)"
+        )
+    model = load_sae(sae["sae"], device=demo.config.device)
+    scale = latent_scale(data, latent)
+    items = demo.items(demo.config.steer_per_category)
+    scorer = judge(demo)
+    sweeps = {}
+    for mode, adapter, alphas in (
+        ("add", None, [round(a * scale, 3) for a in demo.config.alphas]),
+        ("ablate", tuned, list(demo.config.ablate_scales)),
+    ):
+        config = SteerConfig(
+            latent=latent, mode=mode, alphas=alphas, n_random=demo.config.n_random,
+            diff_of_means=latents["latents"], quiet=demo.config.quiet,
+        )  # fmt: skip
+        sweeps[mode] = steer_sweep(
+            demo.vlm(adapter), items, model, scorer, fresh(demo.out / "steer" / mode), config,
+            generation=generation(demo),
+        )  # fmt: skip
+    combined = {
+        "latent": latent,
+        "significant": significant,
+        "hook_name": data.get("hook_name"),
+        "sae": sae["sae"],
+        "add_alpha_unit": scale,
+        "selected": data.get("selected"),
+        "sweeps": sweeps,
+    }
+    write_json_atomic(demo.out / "steering.json", combined)
+    return {"steering": str(demo.out / "steering.json")}
