@@ -12,7 +12,7 @@ Each stage's typed config is a dataclass with a docstring under every field::
 :func:`config_command` turns a function ``run(config: CacheConfig, ...)`` into a ``typer``
 command with one option per field (``--batch-size``), the field's default and its docstring as
 help, so nothing is declared twice and every field can be set from the command line. Lists are
-comma-separated (``--alphas 0,0.5,1``), mappings are JSON, a ``Literal`` is checked against its
+comma-separated or repeated (``--alphas 0,0.5,1``, ``--acts a --acts b``), mappings are JSON, a ``Literal`` is checked against its
 values. :func:`config_from_mapping` builds the same dataclasses from a YAML mapping; an unknown
 key is an error that names the key and the nearest valid one.
 
@@ -144,8 +144,15 @@ def convert(value: Any, hint: Any, option: str) -> Any:
     return value
 
 
+def _takes_list(hint: Any) -> bool:
+    args = _union_args(hint)
+    return any(_is_list(a) for a in args) if args is not None else _is_list(hint)
+
+
 def _typer_annotation(hint: Any) -> Any:
-    """What typer parses (the rest is :func:`convert`'s job)."""
+    """What typer parses (the rest is :func:`convert`'s job); a list option may be repeated."""
+    if _takes_list(hint):
+        return list[str] | None
     args = _union_args(hint)
     if args is not None:
         kinds = [a for a in args if a is not type(None)]
@@ -227,11 +234,19 @@ def config_command(
                 decls = [option_name(f.name)] + ([short[f.name]] if f.name in short else [])
                 if annotation is bool and default is not ...:
                     decls = [f"{option_name(f.name)}/--no-{f.name.replace('_', '-')}"] + decls[1:]
-                info = typer.Option(
-                    default if default is ... else _shown_default(default), *decls,
-                    help=help_text, show_default=default is not None,
-                    metavar=_metavar(hints[f.name]),
-                )  # fmt: skip
+                if _takes_list(hints[f.name]) and default is not ...:
+                    # repeated or comma-separated; nothing given keeps the field's default
+                    shown = _shown_default(default)
+                    info = typer.Option(
+                        None, *decls, help=help_text, metavar=_metavar(hints[f.name]),
+                        show_default=shown if shown not in (None, "") else False,
+                    )  # fmt: skip
+                else:
+                    info = typer.Option(
+                        default if default is ... else _shown_default(default), *decls,
+                        help=help_text, show_default=default is not None,
+                        metavar=_metavar(hints[f.name]),
+                    )  # fmt: skip
             parameters.append(
                 inspect.Parameter(
                     f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation
@@ -245,10 +260,15 @@ def config_command(
 
         @functools.wraps(run)
         def command(**values: Any) -> Any:
-            settings = {
-                f.name: convert(values.pop(f.name), hints[f.name], option_name(f.name))
-                for f in fields
-            }
+            settings = {}
+            for f in fields:
+                value = values.pop(f.name)
+                if _takes_list(hints[f.name]) and not isinstance(value, str):
+                    if not value and _default(f) is not ...:
+                        settings[f.name] = _default(f)  # the option was not given
+                        continue
+                    value = ",".join(value or ())  # `--acts a --acts b` is `--acts a,b`
+                settings[f.name] = convert(value, hints[f.name], option_name(f.name))
             try:
                 config = cls(**settings)
             except TypeError as error:  # pragma: no cover - a field the signature missed

@@ -86,6 +86,10 @@ def test_options_are_converted_to_the_field_types():
     assert config == Toy("m1", [1.0, 2.5], 3, "add", True, None) and force is True
     CliRunner().invoke(toy_app(seen), ["toy", "-m", "m", "--latent", "3,4", "--limit", "2"])
     assert seen[-1][0].latent == [3, 4] and seen[-1][0].limit == 2
+    CliRunner().invoke(toy_app(seen), ["toy", "-m", "m", "--alphas", "1", "--alphas", "2,3"])
+    assert seen[-1][0].alphas == [1.0, 2.0, 3.0]  # repeated and comma-separated
+    CliRunner().invoke(toy_app(seen), ["toy", "-m", "m"])
+    assert seen[-1][0].alphas == [0.0, 0.5]  # not given: the field's default
 
 
 @pytest.mark.parametrize(
