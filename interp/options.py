@@ -12,9 +12,10 @@ Each stage's typed config is a dataclass with a docstring under every field::
 :func:`config_command` turns a function ``run(config: CacheConfig, ...)`` into a ``typer``
 command with one option per field (``--batch-size``), the field's default and its docstring as
 help, so nothing is declared twice and every field can be set from the command line. Lists are
-comma-separated or repeated (``--alphas 0,0.5,1``, ``--acts a --acts b``), mappings are JSON, a ``Literal`` is checked against its
-values. :func:`config_from_mapping` builds the same dataclasses from a YAML mapping; an unknown
-key is an error that names the key and the nearest valid one.
+comma-separated or repeated (``--alphas 0,0.5,1``, ``--acts a --acts b``), mappings are JSON, a
+``Literal`` is checked against its values. :func:`config_from_mapping` builds the same
+dataclasses from a YAML mapping; an unknown key is an error that names the key and the nearest
+valid one.
 
 The config modules stay free of heavy imports (torch, transformers, sae_lens), so building the
 commands costs nothing at start-up.

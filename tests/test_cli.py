@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import typer
+from click import Command
 
 import interp
 from interp.cli import app
@@ -27,7 +28,7 @@ NOT_COMMAND_CONFIGS = {
 }
 
 
-def commands(group: click.Command, path: tuple[str, ...] = ()):
+def commands(group: Command, path: tuple[str, ...] = ()):
     """(path, click command) for every leaf command under ``group``."""
     if hasattr(group, "commands"):  # a group (typer may bring its own click)
         for name, command in group.commands.items():
@@ -36,7 +37,7 @@ def commands(group: click.Command, path: tuple[str, ...] = ()):
         yield path, group
 
 
-def config_commands() -> dict[type, list[tuple[tuple[str, ...], click.Command]]]:
+def config_commands() -> dict[type, list[tuple[tuple[str, ...], Command]]]:
     found: dict[type, list] = {}
     for path, command in commands(typer.main.get_command(app)):
         callback = command.callback
