@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from interp.cache import commands as cache_commands
 from interp.options import config_command
 from interp.sae.config import SAETrainConfig
 
@@ -14,7 +13,6 @@ SHOWN = ("fvu", "explained_variance", "l0", "dead_fraction", "ce_loss_increase",
 
 
 @sae_app.command("train")
-@cache_commands.repeatable("acts")
 @config_command(SAETrainConfig, short={"out": "-o", "hook_name": "--hook", "quiet": "-q"})
 def train_command(
     config: SAETrainConfig,
@@ -38,4 +36,3 @@ def train_command(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(sae_app, name="sae")
-    cache_commands.register(app)
