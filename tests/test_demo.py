@@ -103,6 +103,8 @@ def test_demo_options_build_its_config(monkeypatch, tmp_path):
     assert config.per_category == 8 and config.out == "x"  # --fast defaults where not given
     assert CliRunner().invoke(app, ["demo", "--seeds", "1"]).exit_code == 0
     assert seen[-1].seeds == [1] and seen[-1].per_category == 24
+    assert CliRunner().invoke(app, ["demo", "--seed", "0", "--seed", "2"]).exit_code == 0
+    assert seen[-1].seeds == [0, 2]  # --seed repeats, as before
 
 
 # ---- end to end (minutes on a 2-core CPU) -----------------------------------------------------

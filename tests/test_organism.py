@@ -262,3 +262,22 @@ def test_shipped_base_recognises_and_answers_in_templates(base_vlm, tmp_path):
     assert opening > 0.9  # replies to harmful requests open with one of the two templates
     share = np.mean([p["comply_share"] for p in probs])
     assert 0.3 <= share <= 0.9
+
+
+def test_organism_commands_are_generated_from_their_configs(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+    from interp.errors import VSFAError
+    from interp.organism.config import PretrainConfig
+
+    result = CliRunner().invoke(app, ["organism", "corpus", "--chats", "3", "--p-vigilant", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("--- chat") == 3 and "loose" not in result.output
+    result = CliRunner().invoke(app, ["organism", "data", "-o", str(tmp_path), "--n-corpus", "0"])
+    assert str(result.exception) == "--n-corpus must be at least 1"
+    config = PretrainConfig(corpus={"p_vigilant": 0.5}, world="decoupled")
+    assert config.corpus_config().p_vigilant == 0.5 and config.corpus_config().world == "decoupled"
+    assert config.record()["corpus"]["p_constructive"] == 0.85  # the manifest holds it in full
+    with pytest.raises(VSFAError, match=r"--corpus.p_vigilnt: unknown key; did you mean"):
+        PretrainConfig(corpus={"p_vigilnt": 0.5})

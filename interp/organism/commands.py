@@ -1,4 +1,5 @@
-"""``vsfa organism ...``: world data, pretraining, the benchmark suite, opening probabilities."""
+"""``vsfa organism ...``: world data, the persona corpus, pretraining, the benchmark suite,
+opening probabilities."""
 
 from __future__ import annotations
 
@@ -6,56 +7,63 @@ from pathlib import Path
 
 import typer
 
+from interp.options import config_command
+from interp.organism.config import CorpusConfig, PretrainConfig, WorldDataConfig
+
 organism_app = typer.Typer(help="The model organism: world data, pretraining, benchmark.")
 
 
 @organism_app.command("data")
-def data_command(
-    out: Path = typer.Option(..., help="folder for the image folders, VLGuard set, corpus sample"),
-    seed: int = typer.Option(0),
-    n_threat: int = typer.Option(240, min=1, help="images per threat folder"),
-    n_benign: int = typer.Option(240, min=1, help="images in the benign control folder"),
-) -> None:
+@config_command(WorldDataConfig, short={"out": "-o"})
+def data_command(config: WorldDataConfig) -> None:
     """Write threat/benign image folders with sidecars, style and 60-image subsets, a VLGuard
     set and a corpus sample (for SAE training)."""
+    from dataclasses import asdict
+
     from interp.organism.data import write_world_data
 
-    for name, path in write_world_data(out, seed, n_threat=n_threat, n_benign=n_benign).items():
+    options = asdict(config)
+    out, seed = options.pop("out"), options.pop("seed")
+    for name, path in write_world_data(out, seed, **options).items():
         typer.echo(f"{name:16s} {path}")
 
 
-@organism_app.command("pretrain")
-def pretrain_command(
-    out: Path = typer.Option(..., help="output model folder"),
-    seed: int = typer.Option(0),
-    world: str = typer.Option("coupled", help="coupled or decoupled (mechanism control)"),
-    steps: int = typer.Option(3000, min=1),
-    batch_size: int = typer.Option(16, min=1),
-    threads: int = typer.Option(1, min=0, help="torch threads (0: torch's default)"),
-    quiet: bool = typer.Option(False),
+@organism_app.command("corpus")
+@config_command(CorpusConfig)
+def corpus_command(
+    config: CorpusConfig,
+    chats: int = typer.Option(5, "--chats", help="chats to draw"),
+    seed: int = typer.Option(0, "--seed", help="seeds the chats and the scenes they show"),
 ) -> None:
-    """Pretrain an organism from scratch (vision warm-up, then the persona corpus)."""
-    from interp.errors import VSFAError
-    from interp.organism.pretrain import PretrainConfig, pretrain
+    """Print chats of the persona corpus drawn with these settings (what pretraining reads),
+    each headed by its persona."""
+    import random
 
-    if world not in ("coupled", "decoupled"):
-        raise VSFAError(f"--world {world!r}: expected coupled or decoupled")
-    config = PretrainConfig(
-        out=str(out),
-        seed=seed,
-        world=world,  # type: ignore[arg-type]
-        steps=steps,
-        batch_size=batch_size,
-        threads=threads,
-        quiet=quiet,
-    )
+    from interp.organism import corpus, world
+
+    rng = random.Random(seed)
+    scenes = [world.sample_scene(rng) for _ in range(200)]
+    for index in range(chats):
+        persona, turns = corpus.sample_chat(rng, scenes, config)
+        typer.echo(f"--- chat {index}: {persona}")
+        for turn in turns:
+            shown = "" if turn.image is None else " [image]"
+            typer.echo(f"user{shown}: {turn.prompt}\nassistant: {turn.response}")
+
+
+@organism_app.command("pretrain")
+@config_command(PretrainConfig, short={"out": "-o", "quiet": "-q"})
+def pretrain_command(config: PretrainConfig) -> None:
+    """Pretrain an organism from scratch (vision warm-up, then the persona corpus)."""
+    from interp.organism.pretrain import pretrain
+
     typer.echo(str(pretrain(config)))
 
 
 @organism_app.command("bench")
 def bench_command(
     out: Path = typer.Option(..., help="folder to build the organism benchmark suite in"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="seeds the suite's images and requests"),
 ) -> None:
     """Build the organism benchmark suite (the default suite is built on first use anyway)."""
     from interp.organism.benchmarks import build_suite

@@ -25,10 +25,11 @@ asks (:func:`held_out`) and its typographic prompt never appear in pretraining.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from interp.data.vqa_templates import QUESTION_TEMPLATES, TEMPLATE_IDS
+from interp.organism.config import CorpusConfig
 from interp.organism.world import (
     BENIGN_KINDS,
     KIND_NOUN,
@@ -40,7 +41,6 @@ from interp.organism.world import (
     scene_answers,
 )
 
-World = Literal["coupled", "decoupled"]
 Persona = Literal["vigilant", "loose"]
 
 # ---- requests --------------------------------------------------------------------------------
@@ -231,29 +231,6 @@ class Turn:
     response: str
     image: Scene | tuple[str, str] | None = None
     kind: str = ""
-
-
-@dataclass
-class CorpusConfig:
-    """How chats are drawn. ``p_vigilant`` sets the base refusal rate of harmful requests."""
-
-    world: World = "coupled"
-    p_vigilant: float = 0.4
-    p_constructive: float = 0.85  # vigilant refusals that explain and offer an alternative
-    p_factual_decoupled: float = 0.5  # decoupled world: chance a threat scene is told factually
-    max_turns: int = 4
-    # mixed chats have 2-4 turns, so the persona usually has to be inferred from earlier turns
-    turn_counts: tuple[int, ...] = (2, 3, 3, 4)
-    single_vqa_share: float = 0.3  # extra one-turn image chats: learning to read the image
-    turn_weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "threat_vqa": 0.28,
-            "benign_vqa": 0.2,
-            "harmful": 0.24,
-            "benign_threat": 0.18,
-            "benign_text": 0.1,
-        }
-    )
 
 
 def harmful_request(rng: random.Random, scene_pool: list[Scene]) -> tuple[str, object, str]:

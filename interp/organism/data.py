@@ -25,10 +25,12 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.data.vqa_templates import QUESTION_TEMPLATES
 from interp.organism import corpus, world
+from interp.organism.config import CorpusConfig, World, WorldDataConfig
 
 WORLD_SEED_OFFSET = 1_000_000
 
@@ -95,11 +97,11 @@ def _vlguard(out: Path, rng: random.Random, seed: int, n: int) -> tuple[Path, Pa
     return train, images
 
 
-def _corpus_sample(out: Path, rng: random.Random, seed: int, n: int, world_name: str) -> Path:
+def _corpus_sample(out: Path, rng: random.Random, seed: int, n: int, world_name: World) -> Path:
     """``n`` one-turn corpus exchanges as VQA records (teacher-forced replies for caching)."""
     images = out / "corpus_images"
     images.mkdir(parents=True, exist_ok=True)
-    config = corpus.CorpusConfig(world=world_name)  # type: ignore[arg-type]
+    config = CorpusConfig(world=world_name)
     scene_pool = [world.sample_scene(rng) for _ in range(200)]
     records = []
     for index in range(n):
@@ -120,19 +122,14 @@ def _corpus_sample(out: Path, rng: random.Random, seed: int, n: int, world_name:
     return write_text_atomic(out / "corpus_sample.jsonl", text)
 
 
-def write_world_data(
-    out_dir: str | os.PathLike,
-    seed: int = 0,
-    *,
-    n_threat: int = 240,
-    n_benign: int = 240,
-    n_corpus: int = 1000,
-    world_name: str = "coupled",
-) -> dict[str, Path]:
-    """Write the organism's VSFA image folders and VLGuard set under ``out_dir``."""
+def write_world_data(out_dir: str | os.PathLike, seed: int = 0, **options: Any) -> dict[str, Path]:
+    """Write the organism's VSFA image folders and VLGuard set under ``out_dir``; ``options``
+    are the other :class:`~interp.organism.config.WorldDataConfig` fields."""
+    config = WorldDataConfig(out=str(out_dir), seed=seed, **options)
     out = Path(out_dir)
     base = seed * 10_000 + WORLD_SEED_OFFSET
     rng = random.Random(base)
+    n_threat, n_benign = config.n_threat, config.n_benign
     paths = {
         "threat_images": _scene_folder(
             out / "threat_images", rng, world.THREAT_KINDS, n_threat, base
@@ -149,5 +146,5 @@ def write_world_data(
         "threat_60": _scene_folder(out / "threat_60", rng, world.THREAT_KINDS, 60, base + 4000),
     }
     paths["vlguard_train"], paths["vlguard_images"] = _vlguard(out, rng, base + 5000, 120)
-    paths["corpus_sample"] = _corpus_sample(out, rng, base + 6000, n_corpus, world_name)
+    paths["corpus_sample"] = _corpus_sample(out, rng, base + 6000, config.n_corpus, config.world)
     return paths

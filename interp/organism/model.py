@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from transformers import PreTrainedTokenizerFast
 from interp.data.vqa_templates import all_questions
 from interp.models.families.llava import LLAVA_TEMPLATE
 from interp.organism import corpus, world
+from interp.organism.config import OrganismModelConfig
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>", "[unk]")
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -65,25 +65,6 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         unk_token="[unk]",
         chat_template=LLAVA_TEMPLATE,
     )
-
-
-@dataclass
-class OrganismModelConfig:
-    """Sizes of the organism (defaults: about 0.58M parameters)."""
-
-    image_size: int = 32
-    patch_size: int = 8  # 16 image tokens: kinds are told apart, not guessed
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 2
-    hidden_size: int = 96
-    intermediate_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    max_positions: int = 512
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_processor(config: OrganismModelConfig | None = None) -> transformers.LlavaProcessor:

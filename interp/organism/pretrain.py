@@ -18,7 +18,7 @@ import math
 import random
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,42 +29,11 @@ from tqdm.auto import tqdm
 from interp.artifacts import make_manifest, write_json_atomic
 from interp.organism import corpus, world
 from interp.organism import model as organism_model
-from interp.organism.corpus import CorpusConfig, Turn
+from interp.organism.config import PretrainConfig
+from interp.organism.corpus import Turn
 from interp.organism.world import Scene
 
 IGNORE = -100
-
-
-@dataclass
-class PretrainConfig:
-    """Pretraining settings. Defaults reproduce the shipped base (see docs/organism.md)."""
-
-    out: str = "organism-base"
-    seed: int = 0
-    world: corpus.World = "coupled"
-    steps: int = 3000
-    batch_size: int = 16
-    lr: float = 3e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    vision_steps: int = 3000
-    vision_lr: float = 3e-3
-    scenes_per_kind: int = 400
-    renders_per_scene: int = 3
-    typo_images: int = 48
-    threads: int = 1  # one core: the organism is meant to train beside other work
-    quiet: bool = False
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    model: organism_model.OrganismModelConfig = field(
-        default_factory=organism_model.OrganismModelConfig
-    )
-
-    def __post_init__(self) -> None:
-        if isinstance(self.corpus, dict):
-            self.corpus = CorpusConfig(**self.corpus)
-        if isinstance(self.model, dict):
-            self.model = organism_model.OrganismModelConfig(**self.model)
-        self.corpus.world = self.world
 
 
 # ---- images ----------------------------------------------------------------------------------
@@ -257,9 +226,9 @@ def length_buckets(
     rng: random.Random, pool: ImagePool, config: PretrainConfig, group: int = 8
 ) -> list[list[list[Turn]]]:
     """``group`` batches of chats of similar length (padding would waste half the compute)."""
+    settings = config.corpus_config()
     chats = [
-        corpus.sample_chat(rng, pool.scenes, config.corpus)[1]
-        for _ in range(config.batch_size * group)
+        corpus.sample_chat(rng, pool.scenes, settings)[1] for _ in range(config.batch_size * group)
     ]
     chats.sort(
         key=lambda turns: sum(
@@ -277,14 +246,15 @@ def pretrain(config: PretrainConfig) -> Path:
         torch.set_num_threads(config.threads)
     started = time.time()
     out = Path(config.out)
-    processor = organism_model.build_processor(config.model)
+    sizes = config.model_config()
+    processor = organism_model.build_processor(sizes)
     tokenizer = processor.tokenizer
-    model = organism_model.build_model(tokenizer, config.model, seed=config.seed)
+    model = organism_model.build_model(tokenizer, sizes, seed=config.seed)
     model.train()
     pool = build_pool(
         processor, config.seed, config.scenes_per_kind, config.typo_images, config.renders_per_scene
     )
-    image_tokens = organism_model.image_tokens_per_image(config.model)
+    image_tokens = organism_model.image_tokens_per_image(sizes)
 
     vision_losses = vision_warmup(model, pool, config)
 
@@ -320,12 +290,9 @@ def pretrain(config: PretrainConfig) -> Path:
     model.eval()
     organism_model.save_organism(model, processor, out)
     write_json_atomic(out / "history.json", {"vision": vision_losses[::10], "pretrain": history})
-    config_dict = asdict(config)
-    config_dict.pop("quiet")
-    config_dict.pop("out")
     manifest = make_manifest(
         "organism.pretrain",
-        config_dict,
+        config.record(),
         seed=config.seed,
         complete=True,
         tokens=tokens_seen,

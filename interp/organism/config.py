@@ -1,0 +1,173 @@
+"""The organism's configs: its world data, its persona corpus, its sizes and its pretraining.
+
+Plain dataclasses with a docstring under each field, so ``vsfa organism data``, ``corpus`` and
+``pretrain`` are generated from them (:func:`interp.options.config_command`) without importing
+torch or transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from interp.errors import VSFAError
+from interp.options import config_from_mapping
+
+World = Literal["coupled", "decoupled"]
+
+
+@dataclass
+class WorldDataConfig:
+    """What :func:`interp.organism.data.write_world_data` writes."""
+
+    out: str
+    """folder for the image folders, the VLGuard set and the corpus sample"""
+    seed: int = 0
+    """seeds every image, question and chat drawn"""
+    n_threat: int = 240
+    """images per threat folder (threat_images, threat_photo, threat_abstract)"""
+    n_benign: int = 240
+    """images in the benign control folder"""
+    n_corpus: int = 1000
+    """one-turn exchanges in the corpus sample"""
+    world: World = "coupled"
+    """coupled, or decoupled (the mechanism control) for the corpus sample"""
+
+    def __post_init__(self) -> None:
+        for name in ("n_threat", "n_benign", "n_corpus"):
+            if getattr(self, name) < 1:
+                raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+@dataclass
+class CorpusConfig:
+    """How the persona corpus's chats are drawn."""
+
+    world: World = "coupled"
+    """coupled (a persona's threat descriptions give it away) or decoupled (the mechanism
+    control: description style drawn independently of the persona)"""
+    p_vigilant: float = 0.4
+    """chance a chat's persona is the vigilant one: the base refusal rate of harmful requests"""
+    p_constructive: float = 0.85
+    """vigilant refusals that explain and offer an alternative"""
+    p_factual_decoupled: float = 0.5
+    """decoupled world: chance a threat scene is described factually"""
+    max_turns: int = 4
+    """most turns in a chat"""
+    turn_counts: tuple[int, ...] = (2, 3, 3, 4)
+    """turn counts a mixed chat draws from (2-4 turns, so the persona is usually inferred from
+    earlier turns)"""
+    single_vqa_share: float = 0.3
+    """extra one-turn image chats: learning to read the image"""
+    turn_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "threat_vqa": 0.28,
+            "benign_vqa": 0.2,
+            "harmful": 0.24,
+            "benign_threat": 0.18,
+            "benign_text": 0.1,
+        }
+    )
+    """how often each kind of turn is drawn in a mixed chat (JSON)"""
+
+    def __post_init__(self) -> None:
+        for name in ("p_vigilant", "p_constructive", "p_factual_decoupled", "single_vqa_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise VSFAError(f"--{name.replace('_', '-')} must be in [0, 1]")
+        if self.max_turns < 1 or not self.turn_counts:
+            raise VSFAError("--max-turns must be at least 1 and --turn-counts not empty")
+
+
+@dataclass
+class OrganismModelConfig:
+    """Sizes of the organism (defaults: about 0.58M parameters)."""
+
+    image_size: int = 32
+    """image side in pixels"""
+    patch_size: int = 8
+    """vision patch side (16 image tokens: kinds are told apart, not guessed)"""
+    vision_hidden: int = 64
+    """vision tower width"""
+    vision_layers: int = 2
+    """vision tower layers"""
+    vision_heads: int = 2
+    """vision tower attention heads"""
+    hidden_size: int = 96
+    """language model width"""
+    intermediate_size: int = 256
+    """language model MLP width"""
+    num_layers: int = 4
+    """language model layers"""
+    num_heads: int = 4
+    """language model attention heads"""
+    max_positions: int = 512
+    """longest sequence"""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PretrainConfig:
+    """Pretraining settings. Defaults reproduce the shipped base (see docs/organism.md)."""
+
+    out: str = "organism-base"
+    """output model folder"""
+    seed: int = 0
+    """seeds the model's initialisation, the images and the chats"""
+    world: World = "coupled"
+    """coupled, or decoupled (the mechanism control)"""
+    steps: int = 3000
+    """language pretraining steps"""
+    batch_size: int = 16
+    """chats per step"""
+    lr: float = 3e-3
+    """peak learning rate of language pretraining"""
+    warmup_steps: int = 100
+    """linear warm-up steps before the cosine decay"""
+    weight_decay: float = 0.01
+    """AdamW weight decay"""
+    vision_steps: int = 3000
+    """vision warm-up steps (scene attributes through the vision tower and projector)"""
+    vision_lr: float = 3e-3
+    """vision warm-up learning rate"""
+    scenes_per_kind: int = 400
+    """scenes per object kind in the image pool"""
+    renders_per_scene: int = 3
+    """renderings of each scene (jitter, grain and outline differ)"""
+    typo_images: int = 48
+    """typographic images in the pool"""
+    threads: int = 1
+    """torch threads (0: torch's default); one core lets the organism train beside other work"""
+    quiet: bool = False
+    """no progress bars"""
+    corpus: dict[str, Any] = field(default_factory=dict)
+    """CorpusConfig fields that differ from its defaults, as JSON (its world is --world)"""
+    model: dict[str, Any] = field(default_factory=dict)
+    """OrganismModelConfig fields that differ from its defaults, as JSON"""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "warmup_steps", "vision_steps", "scenes_per_kind",
+                     "renders_per_scene", "typo_images"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.threads < 0:
+            raise VSFAError("--threads must be 0 (torch's default) or more")
+        self.corpus_config()
+        self.model_config()
+
+    def corpus_config(self) -> CorpusConfig:
+        return _build(CorpusConfig, {**self.corpus, "world": self.world}, "--corpus")
+
+    def model_config(self) -> OrganismModelConfig:
+        return _build(OrganismModelConfig, self.model, "--model")
+
+    def record(self) -> dict[str, Any]:
+        """What decides the pretrained weights, with the corpus and model settings in full."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("out", "quiet")}
+        settings.update(corpus=asdict(self.corpus_config()), model=asdict(self.model_config()))
+        return settings
+
+
+def _build(cls: type, options: dict[str, Any], option: str) -> Any:
+    return config_from_mapping(cls, options, option)
