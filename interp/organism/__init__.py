@@ -41,22 +41,20 @@ def __getattr__(name: str) -> Any:
 
 def base_model_dir() -> Path:
     """The shipped pretrained organism (a LLaVA folder ``load_vlm`` loads)."""
-    path = ASSETS / "base"
-    if not (path / "config.json").exists():
-        raise VSFAError(
-            f"the shipped organism is missing from {path}; rebuild it with "
-            "`vsfa organism pretrain --seed 0 --out interp/organism/assets/base`"
-        )
-    return path
+    return _shipped("base", "organism", "")
 
 
 def decoupled_model_dir() -> Path:
     """The shipped twin pretrained on the decoupled world (the mechanism control)."""
-    path = ASSETS / "decoupled"
+    return _shipped("decoupled", "decoupled organism", " --world decoupled")
+
+
+def _shipped(name: str, what: str, options: str) -> Path:
+    path = ASSETS / name
     if not (path / "config.json").exists():
         raise VSFAError(
-            f"the decoupled organism is missing from {path}; rebuild it with `vsfa organism "
-            "pretrain --seed 0 --world decoupled --out interp/organism/assets/decoupled`"
+            f"the {what} is missing from {path}; rebuild it with `vsfa organism pretrain "
+            f"--seed 0{options} --out interp/organism/assets/{name}`"
         )
     return path
 
