@@ -286,7 +286,7 @@ def config_command(
 
 
 # ---- YAML and other mappings -----------------------------------------------------------------
-def config_from_mapping(cls: type[C], data: Any, where: str, **fixed: Any) -> C:
+def config_from_mapping(cls: type[C], data: Any, where: str, /, **fixed: Any) -> C:
     """``cls(**data)`` with values converted to the field types; an unknown key is an error
     naming ``where``, the key and the nearest valid one. ``fixed`` fields are set by the caller
     (and may not appear in ``data``)."""

@@ -11,10 +11,9 @@
 The config and prompt modules are imported here; the rest (they import torch) on first use.
 """
 
-from typing import Any
-
 from interp.cache.config import POSITIONS, CacheConfig
 from interp.cache.prompts import CachePrompt, load_prompts
+from interp.lazy import lazy_getattr
 
 _LAZY = {
     "cache_activations": "interp.cache.run",
@@ -30,10 +29,4 @@ _LAZY = {
 
 __all__ = ["POSITIONS", "CacheConfig", "CachePrompt", "load_prompts", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -6,8 +6,9 @@ loader and :class:`VLM` are imported the first time they are used, so listing fa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from interp.lazy import lazy_getattr
 from interp.models.families import (
     FAMILIES,
     FamilyAdapter,
@@ -41,12 +42,4 @@ __all__ = [
     "supported_families",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'interp.models' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

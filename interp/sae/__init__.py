@@ -11,8 +11,7 @@
 The config is imported here; the rest (sae_lens, torch) on first use.
 """
 
-from typing import Any
-
+from interp.lazy import lazy_getattr
 from interp.sae.config import SAETrainConfig
 
 _LAZY = {
@@ -23,10 +22,4 @@ _LAZY = {
 
 __all__ = ["SAETrainConfig", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
