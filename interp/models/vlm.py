@@ -13,6 +13,26 @@ from torch import nn
 from interp.errors import VSFAError
 from interp.models.families import FamilyAdapter
 
+HistoryTurn = tuple[str, str, bool]
+"""An earlier turn of a chat: ``(user, assistant, has_image)``."""
+
+
+def _content(text: str, image: bool) -> list[dict]:
+    return ([{"type": "image"}] if image else []) + [{"type": "text", "text": text}]
+
+
+def _image_turn(history: Sequence[HistoryTurn], has_image: bool, item: int) -> bool:
+    """Whether item ``item``'s image sits in one of its earlier turns (checked: at most one turn
+    carries it, and only when the item has an image)."""
+    if any(len(turn) != 3 for turn in history):
+        raise VSFAError(f"history of item {item}: each turn is (user, assistant, has_image)")
+    marked = [n for n, turn in enumerate(history) if turn[2]]
+    if len(marked) > 1:
+        raise VSFAError(f"history of item {item}: turns {marked} all carry the image (one at most)")
+    if marked and not has_image:
+        raise VSFAError(f"history of item {item}: turn {marked[0]} carries an image, none given")
+    return bool(marked)
+
 
 @dataclass
 class VLM:
@@ -79,23 +99,40 @@ class VLM:
         return self.model.get_output_embeddings().weight
 
     # ---- formatting ------------------------------------------------------------------------
-    def messages(self, prompt: str, *, image: bool, system: str | None = None) -> list[dict]:
-        content: list[dict] = [{"type": "image"}] if image else []
-        content.append({"type": "text", "text": prompt})
+    def messages(
+        self,
+        prompt: str,
+        *,
+        image: bool,
+        system: str | None = None,
+        history: Sequence[HistoryTurn] = (),
+    ) -> list[dict]:
+        """The chat as content-list messages: the system prompt, the earlier ``history`` turns
+        (``(user, assistant, has_image)``), then ``prompt`` (with the image when ``image``)."""
         turns: list[dict] = []
         if system:
             turns.append({"role": "system", "content": [{"type": "text", "text": system}]})
-        turns.append({"role": "user", "content": content})
+        for user, assistant, has_image in history:
+            turns.append({"role": "user", "content": _content(user, has_image)})
+            turns.append({"role": "assistant", "content": _content(assistant, False)})
+        turns.append({"role": "user", "content": _content(prompt, image)})
         return turns
 
     def chat_text(
-        self, prompt: str, *, image: bool, system: str | None = None, response: str | None = None
+        self,
+        prompt: str,
+        *,
+        image: bool,
+        system: str | None = None,
+        response: str | None = None,
+        history: Sequence[HistoryTurn] = (),
     ) -> str:
         """The prompt in the family's chat format, ending with the assistant's turn opener.
 
-        With ``response``, the response (and the end-of-turn marker of the template) follows.
+        ``history`` holds earlier ``(user, assistant, has_image)`` turns. With ``response``, the
+        response (and the end-of-turn marker of the template) follows.
         """
-        turns = self.messages(prompt, image=image, system=system)
+        turns = self.messages(prompt, image=image, system=system, history=history)
         if response is None:
             return self.processor.apply_chat_template(
                 turns, add_generation_prompt=True, tokenize=False
@@ -110,20 +147,33 @@ class VLM:
         *,
         system: str | None = None,
         responses: Sequence[str] | None = None,
+        histories: Sequence[Sequence[HistoryTurn] | None] | None = None,
         padding_side: str = "left",
     ) -> dict[str, torch.Tensor]:
-        """Batch of model inputs (left padded for generation) on the model's device."""
+        """Batch of model inputs (left padded for generation) on the model's device.
+
+        ``histories[i]`` are the earlier ``(user, assistant, has_image)`` turns of item ``i``:
+        its image goes into the turn marked ``has_image`` (at most one), and the final prompt
+        then carries none. Left padded, the last position of every row is the last prompt token
+        (the decision position, which predicts the first reply token).
+        """
         if len(images) != len(prompts):
             raise VSFAError(f"got {len(images)} images for {len(prompts)} prompts")
-        texts = [
-            self.chat_text(
-                prompt,
-                image=image is not None,
-                system=system,
-                response=None if responses is None else responses[i],
+        if histories is not None and len(histories) != len(prompts):
+            raise VSFAError(f"got {len(histories)} histories for {len(prompts)} prompts")
+        texts = []
+        for i, (image, prompt) in enumerate(zip(images, prompts)):
+            history = tuple(histories[i] or ()) if histories is not None else ()
+            in_history = _image_turn(history, image is not None, i)
+            texts.append(
+                self.chat_text(
+                    prompt,
+                    image=image is not None and not in_history,
+                    system=system,
+                    response=None if responses is None else responses[i],
+                    history=history,
+                )
             )
-            for i, (image, prompt) in enumerate(zip(images, prompts))
-        ]
         batched_images = self.family.batch_images(list(images))
         kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
         if batched_images is not None:
@@ -182,14 +232,16 @@ class VLM:
         prompts: Sequence[str],
         *,
         system: str | None = None,
+        histories: Sequence[Sequence[HistoryTurn] | None] | None = None,
         max_new_tokens: int = 64,
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> list[str]:
-        """Batched chat generation; returns only the new text of each item."""
-        inputs = self.prepare(images, prompts, system=system)
+        """Batched chat generation; returns only the new text of each item (``histories``: the
+        earlier turns of each chat, see :meth:`prepare`)."""
+        inputs = self.prepare(images, prompts, system=system, histories=histories)
         new_ids = self.generate_ids(
             inputs,
             max_new_tokens=max_new_tokens,
