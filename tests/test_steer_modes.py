@@ -17,7 +17,9 @@ from interp.steer.modes import steering_mode
 
 
 def test_the_built_in_modes_are_registered_and_an_unknown_one_names_the_nearest():
-    assert STEERING_MODES.names() == ["ablate", "add", "clamp", "project-out"]
+    assert STEERING_MODES.names() == [
+        "ablate", "add", "add-direction", "clamp", "project-out", "project-out-direction",
+    ]  # fmt: skip
     with pytest.raises(VSFAError, match=r"--mode: unknown steering mode 'abalte'; did you mean"):
         steering_mode("abalte")
 

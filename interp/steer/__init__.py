@@ -4,8 +4,10 @@ direction, during generation.
 The context managers install native forward hooks (interp.hooks.native) for the duration of a
 block; :func:`steer_sweep` runs a dose-response sweep (:class:`SteerConfig`) of a registered
 steering mode (:data:`STEERING_MODES`) through the eval harness with random-latent and
-difference-of-means controls. Names are imported on first use, so ``vsfa`` reads
-:class:`SteerConfig` without loading torch.
+difference-of-means controls. Directions (:mod:`interp.steer.directions`), matched random
+controls (:mod:`interp.steer.controls`) and paired, template-clustered changes
+(:mod:`interp.steer.paired`) serve the persona frontier. Names are imported on first use, so
+``vsfa`` reads :class:`SteerConfig` without loading torch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ _NAMES = {
     "interp.steer.interventions": (
         "ablate_latent", "add_direction", "add_latent", "clamp_latent", "intervene", "project_out",
     ),
+    "interp.steer.directions": ("direction_hook", "load_direction", "random_directions"),
+    "interp.steer.controls": (
+        "LatentStats", "MatchedLatents", "latent_stats", "latent_stats_for",
+        "match_random_latents", "rank_p",
+    ),
+    "interp.steer.paired": ("clustered_mean", "item_values", "paired_changes", "template_of"),
     "interp.steer.report": ("render_markdown",),
     "interp.steer.sweep": ("steer_sweep",),
     # the SAE latent helpers steering builds on, also importable from here

@@ -10,6 +10,11 @@ steering context manager, what :func:`interp.eval.run.evaluate` enters around ev
 * :meth:`SteeringMode.baseline`: the difference-of-means direction at ``alpha``, or ``None``
   when the mode has no such baseline.
 
+The direction modes (``add-direction``, ``project-out-direction``) steer any direction: a
+tensor, ``FILE.safetensors:KEY`` (:func:`interp.steer.directions.load_direction`), or latents
+(their decoder direction), so the persona vector, a probe's weights and the difference of means
+steer through the same registry as SAE latents.
+
 A new mode is one subclass here (or in a plug-in) added to the registry, and its test.
 """
 
@@ -25,6 +30,7 @@ import torch
 from interp.errors import VSFAError
 from interp.registry import Registry
 from interp.sae.latents import Latents, latent_direction
+from interp.steer.directions import DirectionSpec, load_direction
 from interp.steer.interventions import ablate_latent, add_direction, clamp_latent, project_out
 
 HookFactory = Callable[[], Any]
@@ -166,3 +172,43 @@ class ProjectOut(_ProjectsOutBaseline):
 
     def hook(self, site: SteerSite, latents: Latents, alpha: float) -> HookFactory:
         return site.project_out(latent_direction(site.sae, latents), alpha)
+
+
+def _direction_of(site: SteerSite, target: Latents | DirectionSpec) -> torch.Tensor:
+    """A direction target as a vector: latent indices give their decoder direction (the site's
+    SAE), anything else is read by :func:`interp.steer.directions.load_direction`."""
+    if isinstance(target, int) or (
+        isinstance(target, (list, tuple)) and target and all(isinstance(i, int) for i in target)
+    ):
+        if site.sae is None:
+            raise VSFAError(f"latents {target} need an SAE; give a direction vector instead")
+        return latent_direction(site.sae, target)
+    return load_direction(target, site.vlm.d_model)
+
+
+@_register
+class AddDirection(Add):
+    """``h + alpha * d`` for a direction ``d`` (a tensor, ``FILE.safetensors:KEY``, or latents):
+    alpha is in multiples of ``d``. Random controls are rescaled to ``norm``."""
+
+    name = "add-direction"
+
+    def hook(self, site: SteerSite, target: Any, alpha: float) -> HookFactory:
+        return site.add(_direction_of(site, target), alpha)
+
+    def random_control(
+        self, site: SteerSite, target: Any, alpha: float, norm: float
+    ) -> HookFactory:
+        direction = _direction_of(site, target)
+        return site.add(direction * (norm / direction.norm().clamp(min=1e-12)), alpha)
+
+
+@_register
+class ProjectOutDirection(ProjectOut):
+    """``h - alpha * (h . u) u`` for the unit direction ``u`` of a direction target (1 removes
+    the residual's component along it); the diff of means is projected out."""
+
+    name = "project-out-direction"
+
+    def hook(self, site: SteerSite, target: Any, alpha: float) -> HookFactory:
+        return site.project_out(_direction_of(site, target), alpha)
