@@ -8,10 +8,12 @@ from typing import Literal
 
 from interp.errors import VSFAError
 
-Positions = Literal["all", "last", "response", "image", "text"]
+Positions = Literal["all", "decision", "last", "response", "image", "text"]
 StorageDtype = Literal["float32", "bfloat16", "float16"]
 Normalize = Literal["none", "expected_average_only_in"]
 POSITIONS: tuple[str, ...] = typing.get_args(Positions)
+POSITION_ALIASES: dict[str, str] = {"last": "decision"}
+"""Other accepted names of a ``--positions`` value (``last`` is the decision position)."""
 STORAGE_DTYPES: tuple[str, ...] = typing.get_args(StorageDtype)
 NORMALIZE: tuple[str, ...] = typing.get_args(Normalize)
 """How :class:`~interp.cache.stream.ActivationStream` scales rows: ``none``, or
@@ -33,8 +35,8 @@ class CacheConfig:
     adapter: str | None = None
     """PEFT adapter or training run folder"""
     positions: Positions = "all"
-    """tokens to keep: all, last (the last prompt token), response, image or text (the prompt's
-    text tokens)"""
+    """tokens to keep: all, decision (the last prompt token, which predicts the first reply token;
+    'last' is accepted for it), response, image or text (the prompt's text tokens)"""
     shard_rows: int = 16384
     """rows per shard file"""
     dtype: StorageDtype = "float32"
@@ -54,6 +56,11 @@ class CacheConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def position_set(self) -> str:
+        """The documented name of :attr:`positions` (an alias resolved)."""
+        return POSITION_ALIASES.get(self.positions, self.positions)
 
     def validate(self) -> None:
         """Raise a :class:`VSFAError` naming the option for a value no run can use."""

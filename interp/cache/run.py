@@ -76,7 +76,9 @@ def _select(real: torch.Tensor, part: torch.Tensor, positions: str) -> torch.Ten
         return part == PART_TEXT
     if positions == "response":
         return part == PART_RESPONSE
-    # last: the last prompt token (it predicts the first response token)
+    if positions != "decision":
+        raise VSFAError(f"unknown positions {positions!r}")
+    # decision: the last prompt token (it predicts the first response token)
     prompt_tokens = real & (part != PART_RESPONSE)
     seq = torch.arange(real.shape[1], device=real.device).expand_as(real)
     last = torch.where(prompt_tokens, seq, -1).max(dim=1).values
@@ -89,11 +91,13 @@ def _select(real: torch.Tensor, part: torch.Tensor, positions: str) -> torch.Ten
 # ---- resume state ------------------------------------------------------------------------------
 def _manifest_for(vlm: VLM, config: CacheConfig, prompts: list[CachePrompt]) -> dict[str, Any]:
     hashed = {k: v for k, v in asdict(config).items() if k not in ("quiet", "out", "device")}
+    hashed["positions"] = config.position_set  # an alias caches the same rows
     hashed["prompt_ids"] = [p.id for p in prompts]
     return new_manifest(
         hashed, model=vlm.name_or_path, adapter=vlm.adapter_path, family=vlm.family.name,
         hook_names=list(config.hooks), d_model=vlm.d_model, dtype=config.dtype,
-        positions=config.positions, shard_rows=config.shard_rows, n_prompts=len(prompts),
+        positions=config.position_set, positions_requested=config.positions,
+        shard_rows=config.shard_rows, n_prompts=len(prompts),
     )  # fmt: skip
 
 
@@ -167,7 +171,7 @@ def cache_activations_for(
         if batch_index < resume_batch:
             progress.update(1)
             continue  # already on disk; only its token ids were needed for prompts.jsonl
-        keep = _select(real, part, config.positions)
+        keep = _select(real, part, config.position_set)
         cache = run_with_cache(vlm, inputs, list(config.hooks), stop_early=True)
         first_real = real.int().argmax(dim=1, keepdim=True)  # left padding offset per row
         seq = torch.arange(real.shape[1], device=real.device).expand_as(real)

@@ -11,6 +11,7 @@ from typing import Any
 
 import interp.organism.benchmarks  # noqa: F401  (registers the ``organism`` benchmark)
 import interp.organism.judge  # noqa: F401  (registers the ``organism`` judge)
+import interp.organism.persona  # noqa: F401  (registers the organism's persona context sources)
 from interp import organism
 from interp.pipeline.worlds import WORLDS
 
