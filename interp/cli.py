@@ -19,6 +19,7 @@ from interp.errors import VSFAError
 from interp.eval import commands as eval_commands
 from interp.models import commands as models_commands
 from interp.organism import commands as organism_commands
+from interp.persona import commands as persona_commands
 from interp.pipeline import commands as pipeline_commands
 from interp.sae import commands as sae_commands
 from interp.steer import commands as steer_commands
@@ -43,6 +44,7 @@ for stage in (
     cache_commands,
     sae_commands,
     analysis_commands,
+    persona_commands,
     steer_commands,
     viz_commands,
     organism_commands,
