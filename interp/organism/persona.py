@@ -21,7 +21,7 @@ from pathlib import Path
 
 from interp.data.vqa_templates import QUESTION_TEMPLATES, TEMPLATE_IDS
 from interp.organism import corpus, world
-from interp.persona.config import ContextConfig
+from interp.persona.config import ContextOptions
 from interp.persona.contexts import (
     CONTEXT_SOURCES,
     ChatTurn,
@@ -99,7 +99,7 @@ def _pair(kind: str, n: int, text: str, first: dict, image: str | None) -> list[
     ]
 
 
-def description_contexts(config: ContextConfig, out: Path) -> list[PersonaContext]:
+def description_contexts(config: ContextOptions, out: Path) -> list[PersonaContext]:
     """The ``organism`` source: threat-scene descriptions as the cue (see the module doc)."""
     rng = random.Random(config.seed + SEED_OFFSET + 1)
     folder = Path(out) / IMAGE_DIR
@@ -119,7 +119,7 @@ def description_contexts(config: ContextConfig, out: Path) -> list[PersonaContex
     return contexts
 
 
-def reply_contexts(config: ContextConfig, out: Path) -> list[PersonaContext]:
+def reply_contexts(config: ContextOptions, out: Path) -> list[PersonaContext]:
     """The ``organism-replies`` source: a refused or complied harmful request as the cue."""
     rng = random.Random(config.seed + SEED_OFFSET + 2)
     contexts = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 from interp.lazy import lazy_getattr
 
 _NAMES = {
-    "interp.persona.config": ("ContextConfig", "ExtractConfig", "ScoreConfig"),
+    "interp.persona.config": ("ContextOptions", "ExtractConfig", "ScoreConfig"),
     "interp.persona.contexts": (
         "CONTEXT_SOURCES",
         "ChatTurn",

@@ -43,13 +43,13 @@ def _check_batch(batch_size: int) -> None:
 
 
 @dataclass(kw_only=True)
-class ContextConfig:
+class ContextOptions:
     """Where the persona contexts come from: a context-set file or a registered source."""
 
     contexts: str
-    """a context-set .jsonl, or a registered source: organism (built from the organism's world),
-    system-pair (vigilant vs loose system prompt over --probes) or jsonl-pair (--vigilant-chats
-    vs --loose-chats)"""
+    """a context-set .jsonl, or a registered source: system-pair (vigilant vs loose system prompt
+    over --probes), jsonl-pair (--vigilant-chats vs --loose-chats), or one a plug-in registers
+    (the model organism's: organism, organism-replies)"""
     probes: str | None = None
     """system-pair: the probe requests (benchmark spec NAME=PATH, a prompts .jsonl, or a .txt
     with one request per line; items without a kind count as harmful)"""
@@ -74,7 +74,7 @@ class ContextConfig:
 
 
 @dataclass(kw_only=True)
-class ExtractConfig(ContextConfig):
+class ExtractConfig(ContextOptions):
     """Options of :func:`interp.persona.extract.extract_persona` (``vsfa persona extract``)."""
 
     model: str

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from interp.errors import VSFAError
-from interp.persona.config import ContextConfig
+from interp.persona.config import ContextOptions
 from interp.registry import Registry
 
 Cue = Literal["vigilant", "loose"]
@@ -248,14 +248,14 @@ class ContextSource:
     """A registered way to build a context set; ``build(config, out)`` may write images under
     ``out``. ``shift_prompts``: the cold requests that go with it (a prompt spec), if any."""
 
-    build: Callable[[ContextConfig, Path], list[PersonaContext]]
+    build: Callable[[ContextOptions, Path], list[PersonaContext]]
     shift_prompts: str | None = None
 
 
 CONTEXT_SOURCES: Registry[ContextSource] = Registry("persona context source")
 
 
-def build_contexts(config: ContextConfig, out: Path) -> tuple[list[PersonaContext], str | None]:
+def build_contexts(config: ContextOptions, out: Path) -> tuple[list[PersonaContext], str | None]:
     """The context set ``config.contexts`` names (a file or a source; images go under ``out``),
     capped at ``config.n_probes`` probe requests, and the source's shift prompts (or None)."""
     spec = config.contexts
@@ -276,7 +276,7 @@ def _probe_kind(kind: str | None) -> str:
     return "harmful" if kind in (None, "harmful") else "benign"
 
 
-def _system_pair(config: ContextConfig, out: Path) -> list[PersonaContext]:
+def _system_pair(config: ContextOptions, out: Path) -> list[PersonaContext]:
     from interp.cache.prompts import load_prompts
 
     if not config.probes:
@@ -338,7 +338,7 @@ def _chat_record(data: Any, cue: str, where: str, number: int, folder: Path) -> 
     return PersonaContext.from_dict(record, where)
 
 
-def _jsonl_pair(config: ContextConfig, out: Path) -> list[PersonaContext]:
+def _jsonl_pair(config: ContextOptions, out: Path) -> list[PersonaContext]:
     if not config.vigilant_chats or not config.loose_chats:
         raise VSFAError("--contexts jsonl-pair needs --vigilant-chats and --loose-chats")
     contexts = []
