@@ -13,7 +13,14 @@ _NAMES = {
     "interp.analysis.stats": ("benjamini_hochberg", "paired_test"),
     "interp.analysis.selection": ("SELECTION_RULE", "select_latents"),
     "interp.analysis.evidence": ("logit_effect",),
-    "interp.analysis.latents_file": ("load_diff_of_means", "selected_latents", "write_latents"),
+    "interp.analysis.latents_file": (
+        "check_disjoint",
+        "load_diff_of_means",
+        "selected_latents",
+        "write_latents",
+    ),
+    "interp.analysis.split": ("PromptSplit", "prompt_template", "read_ids", "split_prompts"),
+    "interp.analysis.examples": ("EXAMPLE_RULE", "top_examples"),
 }
 _HOME = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = sorted(_HOME)

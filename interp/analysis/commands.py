@@ -58,6 +58,14 @@ def diff_command(
         )
     selected = result["selected"]
     typer.echo(f"selected {selected['latents']} (runners-up {selected['runners_up']})")
+    split = result["split"]
+    if split["kind"] == "none":
+        typer.echo(f"warning: {split['warning']}", err=True)
+    else:
+        typer.echo(
+            f"selection: {split['n_selection']} prompts ({split['kind']} split); "
+            f"{split['n_eval']} held out for evaluation (eval_ids in {out})"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,8 @@ from interp.errors import VSFAError
 
 Test = Literal["ttest", "wilcoxon", "permutation"]
 TESTS: tuple[str, ...] = typing.get_args(Test)
+Split = Literal["none", "template", "ids"]
+SPLITS: tuple[str, ...] = typing.get_args(Split)
 
 
 @dataclass
@@ -48,6 +50,19 @@ class DiffConfig:
     """most nonzero activations kept per latent and side for histograms"""
     batch_rows: int = 4096
     """activation rows encoded at a time"""
+    split: Split = "none"
+    """which prompts select the latents: none (every prompt; steering or evaluation scored on
+    any of them is then circular), template (a seeded half of each kind's prompt templates
+    selects, the other half is held out as eval_ids) or ids (--selection-ids / --eval-ids; set
+    by either)"""
+    split_seed: int = 0
+    """seeds which templates the template split holds out"""
+    selection_ids: str | None = None
+    """file of the prompt ids that select (one per line, a JSON list, or a JSONL of records
+    with an id); every other prompt of the caches is held out for evaluation"""
+    eval_ids: str | None = None
+    """file of the prompt ids held out for evaluation (default: every prompt not in
+    --selection-ids; alone: every other prompt selects)"""
     seed: int = 0
     """seeds the permutation test and the histogram subsample"""
     quiet: bool = False
@@ -64,3 +79,15 @@ class DiffConfig:
             raise VSFAError(f"--alpha {self.alpha}: expected a level between 0 and 1")
         if not self.benign_penalty >= 0:
             raise VSFAError(f"--benign-penalty {self.benign_penalty}: expected a weight >= 0")
+        if self.split not in SPLITS:
+            raise VSFAError(f"--split {self.split!r}: expected none, template or ids")
+        given = self.selection_ids is not None or self.eval_ids is not None
+        if given and self.split == "template":
+            raise VSFAError(
+                "--split template holds out templates; --selection-ids / --eval-ids give the "
+                "split themselves: choose one"
+            )
+        if given:
+            self.split = "ids"
+        elif self.split == "ids":
+            raise VSFAError("--split ids needs --selection-ids FILE or --eval-ids FILE")

@@ -3,13 +3,14 @@ tokens its decoder direction promotes and suppresses through the unembedding."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from interp.analysis.config import DiffConfig
-from interp.analysis.sources import ActivationSource, encode_columns
+from interp.analysis.examples import SIDES, RowIndex, top_examples
+from interp.analysis.sources import ActivationSource, encode_columns, prompt_key
 from interp.sae.latents import latent_direction
 
 
@@ -100,20 +101,6 @@ class _Contexts:
         return set(self.tokens["token_id"][parts == 0].unique().tolist())
 
 
-def _top_examples(
-    values: torch.Tensor, contexts: _Contexts, source: str, n: int
-) -> list[dict[str, Any]]:
-    if values.numel() == 0:
-        return []
-    best = torch.topk(values, min(n, len(values)))
-    examples = []
-    for value, row in zip(best.values.tolist(), best.indices.tolist()):
-        if value <= 0:
-            break
-        examples.append({"source": source, **contexts(int(row)), "activation": round(value, 5)})
-    return examples
-
-
 def _histogram(values: torch.Tensor, keep: int, seed: int) -> list[float]:
     nonzero = values[values > 0]
     if len(nonzero) > keep:
@@ -141,6 +128,17 @@ def logit_effect(
     }
 
 
+def _row_indexes(stores: Mapping[str, ActivationSource]) -> dict[str, RowIndex]:
+    """Row indexes of both caches, keyed alike (one code per prompt id of either cache)."""
+    codes: dict[str, int] = {}
+    for store in stores.values():
+        for i, prompt in enumerate(store.prompts):
+            codes.setdefault(prompt_key(prompt, i), len(codes))
+    positions = [store.tokens["position"] for store in stores.values()]
+    stride = max((int(p.max()) + 1 for p in positions if len(p)), default=1)
+    return {side: RowIndex(store, codes, stride) for side, store in stores.items()}
+
+
 def latent_details(
     sae: Any,
     base: ActivationSource,
@@ -150,36 +148,32 @@ def latent_details(
     cfg: DiffConfig,
     tokenizer: Any,
     unembedding: torch.Tensor | None,
+    part_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Evidence per latent: top-activating tokens in context from both caches (highest first),
-    activation histograms per side, and the logit effect of its decoder row (with an
-    ``unembedding``)."""
+    """Evidence per latent: top-activating tokens in context from both caches
+    (:func:`interp.analysis.examples.top_examples`), activation histograms per side, and the
+    logit effect of its decoder row (with an ``unembedding``). ``part_of`` tags each example
+    with its prompt's split."""
     if not latents:
         return {}
+    stores = {"base": base, "tuned": tuned}
     columns = {
-        "base": encode_columns(sae, base, hook, latents, cfg.batch_rows),
-        "tuned": encode_columns(sae, tuned, hook, latents, cfg.batch_rows),
+        side: encode_columns(sae, store, hook, latents, cfg.batch_rows)
+        for side, store in stores.items()
     }
     contexts = {
-        "base": _Contexts(base, tokenizer, cfg.context_tokens),
-        "tuned": _Contexts(tuned, tokenizer, cfg.context_tokens),
+        side: _Contexts(store, tokenizer, cfg.context_tokens) for side, store in stores.items()
     }
+    rows = _row_indexes(stores)
     details: dict[str, Any] = {}
     for column, latent in enumerate(latents):
-        examples = []
-        for source in ("base", "tuned"):
-            examples += _top_examples(
-                columns[source][:, column], contexts[source], source, cfg.examples
-            )
-        examples.sort(key=lambda example: -example["activation"])
-        entry: dict[str, Any] = {
-            "top_examples": examples,
-            "histogram": {
-                source: _histogram(columns[source][:, column], cfg.histogram_values, cfg.seed)
-                for source in ("base", "tuned")
-            },
-            "logit_effect": None,
+        values = {side: columns[side][:, column].double().numpy() for side in SIDES}
+        entry: dict[str, Any] = top_examples(values, rows, contexts, cfg.examples, part_of)
+        entry["histogram"] = {
+            source: _histogram(columns[source][:, column], cfg.histogram_values, cfg.seed)
+            for source in SIDES
         }
+        entry["logit_effect"] = None
         if unembedding is not None:
             direction = latent_direction(sae, latent)
             entry["logit_effect"] = logit_effect(

@@ -1,9 +1,11 @@
-"""``latents.json`` and ``diff_of_means.safetensors``: writing them, reading them back."""
+"""``latents.json`` and ``diff_of_means.safetensors``: writing them, reading them back, and
+checking that what scores the latents did not select them (:func:`check_disjoint`)."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,34 @@ def selected_latents(path: str | os.PathLike) -> int | list[int]:
     if not chosen:
         raise VSFAError(f"{path}: the diff selected no latent (nothing significant); pass --latent")
     return as_latents(chosen)
+
+
+def check_disjoint(
+    latents: str | os.PathLike | Mapping[str, Any],
+    scored_ids: Iterable[str],
+    *,
+    what: str = "the scored items",
+) -> None:
+    """Raise a :class:`VSFAError` when any of ``scored_ids`` (the prompt or item ids a sweep or
+    an evaluation will score) selected the latents of ``latents`` (a ``latents.json`` path or
+    its dict): scoring them would be circular."""
+    from interp.artifacts import read_json
+
+    where = "latents.json" if isinstance(latents, Mapping) else str(latents)
+    data = latents if isinstance(latents, Mapping) else read_json(latents)
+    chosen = data.get("selection_ids")
+    if chosen is None:
+        raise VSFAError(
+            f"{where} does not record which prompts selected its latents (no selection_ids); "
+            "rerun vsfa latents diff to check that the scored items were held out"
+        )
+    scored = [str(i) for i in scored_ids]
+    overlap = sorted(set(scored) & {str(i) for i in chosen})
+    if overlap:
+        shown = ", ".join(repr(i) for i in overlap[:3]) + (", ..." if len(overlap) > 3 else "")
+        split = (data.get("split") or {}).get("kind", "none")
+        raise VSFAError(
+            f"{where}: {len(overlap)} of {what} ({len(scored)} ids) selected its latents "
+            f"({shown}; split {split}); score on its eval_ids or other items, or rediff with "
+            "those held out (--split template, --eval-ids FILE)"
+        )

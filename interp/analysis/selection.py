@@ -1,6 +1,8 @@
 """The selection rule: which latents a diff names as the persona candidate(s), and runners-up.
 
-The rule is written into ``latents.json`` (``selected.rule``) beside what it picked.
+The rule is fixed here, before any evaluation; its text and parameters are written into
+``latents.json`` (``selected.rule``, ``selected.rule_parameters``) beside what it picked. It
+sees the selection split only (:mod:`interp.analysis.split`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ SELECTION_RULE_ALL = (
 )
 
 
+SPLIT_NOTE = " (statistics of the selection split only: selection_ids; eval_ids held out)"
+
+
+def selection_scores(
+    stats: dict[str, SubsetStats], *, alpha: float = 0.05, benign_penalty: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The rule's score and candidate mask of every latent on one split, and the rule's text."""
+    harmful = stats.get(HARMFUL)
+    if harmful is not None and harmful.n >= 2:
+        benign = stats.get(BENIGN)
+        penalty = np.maximum(benign.delta, 0) if benign is not None and benign.n else 0.0
+        score = harmful.delta - benign_penalty * penalty
+        candidate = (harmful.delta > 0) & (harmful.p_adjusted < alpha)
+        return score, candidate, SELECTION_RULE.format(alpha=alpha, penalty=benign_penalty)
+    overall = stats["all"]
+    candidate = (overall.delta > 0) & (overall.p_adjusted < alpha)
+    return overall.delta.copy(), candidate, SELECTION_RULE_ALL.format(alpha=alpha)
+
+
 def select_latents(
     stats: dict[str, SubsetStats],
     *,
@@ -32,25 +53,17 @@ def select_latents(
     n_select: int = 1,
     n_runners_up: int = 5,
     benign_penalty: float = 1.0,
+    held_out: dict[str, SubsetStats] | None = None,
 ) -> dict[str, Any]:
     """Pick the candidate persona latent(s) (rule in ``SELECTION_RULE``) and the runners-up.
 
-    ``stats`` maps ``harmful`` / ``benign`` / ``all`` to that subset's paired statistics. When
-    nothing is significant, ``latents`` is empty and the runners-up are the largest increases
-    (for inspection, not for steering claims).
+    ``stats`` maps ``harmful`` / ``benign`` / ``all`` to that subset's paired statistics on the
+    selection prompts. When nothing is significant, ``latents`` is empty and the runners-up are
+    the largest increases (for inspection, not for steering claims). ``held_out``, the same
+    statistics on the eval prompts, adds the rule's scores there (``eval``): whether what was
+    selected replicates on prompts that did not select it.
     """
-    harmful = stats.get(HARMFUL)
-    if harmful is not None and harmful.n >= 2:
-        benign = stats.get(BENIGN)
-        penalty = np.maximum(benign.delta, 0) if benign is not None and benign.n else 0.0
-        score = harmful.delta - benign_penalty * penalty
-        candidate = (harmful.delta > 0) & (harmful.p_adjusted < alpha)
-        rule = SELECTION_RULE.format(alpha=alpha, penalty=benign_penalty)
-    else:
-        overall = stats["all"]
-        score = overall.delta.copy()
-        candidate = (overall.delta > 0) & (overall.p_adjusted < alpha)
-        rule = SELECTION_RULE_ALL.format(alpha=alpha)
+    score, candidate, rule = selection_scores(stats, alpha=alpha, benign_penalty=benign_penalty)
     order = np.argsort(-score, kind="stable")
     ranked = [int(i) for i in order if candidate[i]]
     selected = ranked[:n_select]
@@ -58,21 +71,39 @@ def select_latents(
     if len(runners) < n_runners_up:  # fill with the best non-significant ones, flagged below
         rest = [int(i) for i in order if int(i) not in selected and int(i) not in runners]
         runners += rest[: n_runners_up - len(runners)]
-    return {
-        "rule": rule,
+    listed = selected + runners
+    result: dict[str, Any] = {
+        "rule": rule if held_out is None else rule + SPLIT_NOTE,
+        "rule_parameters": {
+            "alpha": alpha,
+            "benign_penalty": benign_penalty,
+            "n_select": n_select,
+            "n_runners_up": n_runners_up,
+            "statistic": "per-prompt mean activation, paired base/tuned",
+            "prompts": "selection_ids",
+        },
         "latents": selected,
         "runners_up": runners,
-        "scores": {str(i): float(score[i]) for i in selected + runners},
-        "significant": {str(i): bool(candidate[i]) for i in selected + runners},
+        "scores": {str(i): float(score[i]) for i in listed},
+        "significant": {str(i): bool(candidate[i]) for i in listed},
     }
+    if held_out is not None:
+        score, candidate, _ = selection_scores(held_out, alpha=alpha, benign_penalty=benign_penalty)
+        result["eval"] = {
+            "scores": {str(i): float(score[i]) for i in listed},
+            "significant": {str(i): bool(candidate[i]) for i in listed},
+        }
+    return result
 
 
-def prompt_subsets(kinds: list[str]) -> dict[str, np.ndarray]:
-    """Row indices of ``all`` prompts, and of the ``harmful`` and ``benign`` ones present."""
-    kinds_arr = np.array(kinds)
-    subsets = {"all": np.arange(len(kinds))}
+def prompt_subsets(kinds: list[str], rows: list[int] | None = None) -> dict[str, np.ndarray]:
+    """Row indices of ``all`` prompts (of ``rows``, default every prompt), and of the
+    ``harmful`` and ``benign`` ones among them."""
+    every = np.arange(len(kinds)) if rows is None else np.asarray(rows, dtype=np.int64)
+    kinds_arr = np.array(kinds)[every] if len(kinds) else np.array([], dtype=str)
+    subsets = {"all": every}
     for kind in (HARMFUL, BENIGN):
-        rows = np.flatnonzero(kinds_arr == kind)
-        if len(rows):
-            subsets[kind] = rows
+        found = every[kinds_arr == kind]
+        if len(found):
+            subsets[kind] = found
     return subsets
