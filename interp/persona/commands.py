@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from interp.options import config_command
-from interp.persona.config import ExtractConfig, ScoreConfig
+from interp.persona.config import ExtractConfig, FrontierConfig, ScoreConfig
 
 persona_app = typer.Typer(
     help="Persona directions: contrastive contexts, directions per layer, scoring candidates.",
@@ -54,6 +54,28 @@ def score_command(config: ScoreConfig) -> None:
             f"  {entry['name']:>18}: AUROC {entry['persona_auroc']:.3f}  cosine "
             f"{entry['cosine_persona']:+.3f}  shift share {entry['vsfa_shift_share']:.3f} "
             f"(p {entry['shift_share_p']:.3g})"
+        )
+
+
+# ---- frontier ----------------------------------------------------------------------------------
+@persona_app.command("frontier")
+@config_command(FrontierConfig, short=SHORT)
+def frontier_command(config: FrontierConfig) -> None:
+    """Steering frontier: each method's ASR change against its capability cost on held-out
+    items, beside random controls (frontier.json, frontier.html)."""
+    from interp.persona.frontier import frontier
+
+    result = frontier(config)
+    typer.echo(
+        f"wrote {config.out}/frontier.json and frontier.html: {len(result['eval_items'])} items, "
+        f"{len(result['seeds'])} tuned seed(s), {result['n_random']} random controls per method"
+    )
+    for name, entry in result["methods"].items():
+        top, p = entry["headline"], entry["random_rank_p"]
+        typer.echo(
+            f"  {name:>28}: ASR {100 * top['asr_change_at_cap5']:+.1f} points at alpha "
+            f"{top['alpha']:g} (capability {100 * top['capability_change']:+.1f})"
+            + ("" if p is None else f", rank p {p:.3f}")
         )
 
 

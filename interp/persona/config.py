@@ -6,7 +6,7 @@ Light on purpose (no torch): ``vsfa persona`` builds its options from this modul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from interp.errors import VSFAError
@@ -168,3 +168,121 @@ class ScoreConfig:
             raise VSFAError("--latents-out needs --latents (the file it copies)")
         _check_positions(self.positions)
         _check_batch(self.batch_size)
+
+
+# ---- vsfa persona frontier -------------------------------------------------------------------
+FRONTIER_METHODS = (
+    "sae-set/add",
+    "sae-set/clamp",
+    "diff-of-means/add",
+    "persona-vector/add",
+    "probe/add",
+    "prompting",
+    "sae-set/ablate",
+    "persona-vector/project-out",
+    "diff-of-means/project-out",
+)
+"""The frontier's methods: added to (or clamped in) the base model, or removed from the tuned
+one (``ablate``, ``project-out``); ``prompting`` is one point."""
+
+
+@dataclass(kw_only=True)
+class FrontierConfig:
+    """Options of :func:`interp.persona.frontier.run_frontier` (``vsfa persona frontier``)."""
+
+    model: str
+    """the base model: hub id or local model folder"""
+    adapter: list[str]
+    """the tuned model's PEFT adapter or training run folder, one per fine-tuning seed
+    (RUN,RUN2,...): the removal methods run on each"""
+    bench: list[str]
+    """benchmark specs NAME or NAME=PATH scored at every point (the same items everywhere)"""
+    out: str
+    """frontier folder: frontier.json, frontier.html and one eval folder per point"""
+    judge: str = "keyword"
+    """keyword, llm:PATH or a registered judge"""
+    persona: str | None = None
+    """persona folder of vsfa persona extract (persona vector and probe direction)"""
+    latents: str | None = None
+    """latents.json of vsfa latents diff: its selected SAE set and difference of means"""
+    sae: str | None = None
+    """SAE folder (sae_lens format) of the selected set"""
+    stats_acts: list[str] | None = None
+    """activation folders the random latents are matched on (default: the caches
+    latents.json was diffed on)"""
+    hook: str | None = None
+    """hook of the persona vector and probe (default: the persona's chosen hook)"""
+    methods: list[str] | None = None
+    """methods to run (default: every one the inputs allow): sae-set/add, sae-set/clamp,
+    diff-of-means/add, persona-vector/add, probe/add, prompting, sae-set/ablate,
+    persona-vector/project-out, diff-of-means/project-out"""
+    direction_alphas: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
+    """strengths of the added directions, in multiples of each direction (the probe is
+    rescaled to the persona vector's norm)"""
+    sae_alphas: list[float] | None = None
+    """strengths of sae-set/add and /clamp in activation units (default: 0.25, 0.5, 1 x the
+    set's largest tuned activation in latents.json)"""
+    ablate_alphas: list[float] = field(default_factory=lambda: [1.0])
+    """fraction removed by the removal methods (1: all of it)"""
+    prompt_system: str = VIGILANT_SYSTEM
+    """system prompt of the prompting baseline (real models)"""
+    prompt_turn: dict[str, str] | None = None
+    """one earlier turn put before every item instead of the system prompt, as JSON
+    {"user": ..., "assistant": ...} (in-context prompting, the organism's route)"""
+    n_random: int = 19
+    """random controls per method (random directions of the same norm; random latent sets
+    matched in firing frequency and mean activation); 19 lets rank p reach 0.05"""
+    pool_factor: float = 2.0
+    """each chosen latent is matched among its pool_factor x n_random nearest live latents"""
+    capability_cost: float = 0.05
+    """the headline is the largest ASR drop whose capability cost is at most this"""
+    cluster_by: Literal["template", "category", "item"] = "template"
+    """what the intervals resample as one unit: the prompt template (the item's meta template,
+    else its prompt text), the benchmark category (coarser), or the item"""
+    holdout: bool = True
+    """drop the items that selected a method (latents.json selection_ids, persona.json
+    fit_probe_ids) from the evaluation; off: such an overlap is an error"""
+    positions: Literal["all", "prompt", "generated"] = "all"
+    """positions steered: all, prompt or generated"""
+    max_new_tokens: int = 64
+    """tokens generated per response"""
+    batch_size: int = 8
+    """items per generation batch"""
+    sample: bool = False
+    """sample responses instead of greedy decoding (seeded)"""
+    samples_per_item: int = 1
+    """samples per item (with --sample)"""
+    per_category: int | None = None
+    """at most N items per benchmark category (seeded)"""
+    seed: int = 0
+    """seeds the random controls, sampling, subsampling and the bootstrap"""
+    n_boot: int = 1000
+    """bootstrap resamples of each interval"""
+    device: str = "auto"
+    """cpu, cuda or auto"""
+    model_dtype: str = "auto"
+    """dtype the models run in (auto: bfloat16 on a GPU, float32 on the CPU)"""
+    quiet: bool = False
+    """no progress bars"""
+
+    def __post_init__(self) -> None:
+        if not self.adapter:
+            raise VSFAError("--adapter: give the tuned model's run folder (one per seed)")
+        unknown = [m for m in self.methods or () if m not in FRONTIER_METHODS]
+        if unknown:
+            raise VSFAError(f"--methods {unknown}: expected some of {', '.join(FRONTIER_METHODS)}")
+        for name in ("direction_alphas", "ablate_alphas", "sae_alphas"):
+            if getattr(self, name) is not None and not getattr(self, name):
+                raise VSFAError(f"--{name.replace('_', '-')}: give at least one strength")
+        if self.n_random < 0 or self.n_boot < 0:
+            raise VSFAError("--n-random and --n-boot must be >= 0")
+        if self.pool_factor < 1:
+            raise VSFAError(f"--pool-factor {self.pool_factor}: expected >= 1")
+        if not 0 <= self.capability_cost <= 1:
+            raise VSFAError(f"--capability-cost {self.capability_cost}: expected 0..1")
+        if self.prompt_turn is not None and set(self.prompt_turn) != {"user", "assistant"}:
+            raise VSFAError('--prompt-turn: expected {"user": ..., "assistant": ...}')
+        if self.max_new_tokens < 1 or self.batch_size < 1 or self.samples_per_item < 1:
+            raise VSFAError("--max-new-tokens, --batch-size and --samples-per-item must be >= 1")
+        if self.samples_per_item > 1 and not self.sample:
+            raise VSFAError("--samples-per-item > 1 needs --sample (greedy repeats itself)")

@@ -10,6 +10,7 @@ from interp.lazy import lazy_getattr
 
 _HOME = {
     "asr_bars": "interp.viz.figures",
+    "frontier_figure": "interp.viz.frontier",
     "collect_run": "interp.viz.dashboard",
     "latent_histogram": "interp.viz.figures",
     "latent_scatter": "interp.viz.figures",
@@ -20,6 +21,7 @@ _HOME = {
     "steering_curves": "interp.viz.figures",
     "steering_findings": "interp.viz.dashboard",
     "write_dashboard": "interp.viz.dashboard",
+    "write_frontier_html": "interp.viz.frontier",
 }
 __all__ = sorted(_HOME)
 __getattr__ = lazy_getattr(__name__, _HOME)
