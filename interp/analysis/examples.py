@@ -18,6 +18,7 @@ Each cache contributes up to ``n`` examples; they are listed highest activation 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -96,8 +97,9 @@ class RowIndex:
         run = np.repeat(np.arange(len(starts)), counts)
         median = vals[starts + counts // 2][run]
         near = np.abs(vals - median) <= TEMPLATE_TOLERANCE * np.maximum(1.0, np.abs(median))
-        pairs = np.unique(np.column_stack([run[near], self.prompt_index[rows[near]]]), axis=0)
-        n_constant = np.bincount(pairs[:, 0], minlength=len(starts)) if len(pairs) else counts * 0
+        stride = int(self.prompt_index.max()) + 1
+        pairs = np.unique(run[near] * stride + self.prompt_index[rows[near]])  # (run, prompt)
+        n_constant = np.bincount(pairs // stride, minlength=len(starts))
         template = (n_constant > self.n_prompts / 2) & (n_constant >= 2)
         drop = near & template[run]
         mask[rows[drop]] = True
@@ -106,6 +108,22 @@ class RowIndex:
             first = int(rows[np.flatnonzero(drop & (run == r))[0]])
             found.append((first, float(values[first]), int(n_constant[r])))
         return mask, found
+
+
+def _ranked(values: np.ndarray, rows: np.ndarray, number: int, first: int = 256):
+    """``(value, number, row)`` of ``rows``, highest value first (ties: lower row first),
+    sorting the rest only when more than the ``first`` best are asked for."""
+    if len(rows) > first:
+        top = np.argpartition(-values[rows], first - 1)[:first]
+        head, rest = rows[top], np.delete(rows, top)
+        cut = values[head].min()
+        rest, spill = rest[values[rest] < cut], rest[values[rest] >= cut]  # ties at the cut
+        head = np.concatenate([head, spill])
+    else:
+        head, rest = rows, rows[:0]
+    for part in (head, rest):
+        part = part[np.lexsort((part, -values[part]))]
+        yield from ((float(values[row]), number, int(row)) for row in part)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -125,7 +143,7 @@ def top_examples(
     ``part_of`` maps prompt ids to their split (``selection`` / ``eval``), added to each example.
     """
     dropped = {"duplicate_contexts": 0, "template_tokens": 0}
-    positions, candidates = [], []
+    positions, ranked = [], []
     for number, side in enumerate(SIDES):
         template, found = rows[side].template_rows(values[side])
         dropped["template_tokens"] += int(template.sum())
@@ -135,10 +153,8 @@ def top_examples(
                 {"source": side, "token": context["token"], "context": context["context"],
                  "activation": _rounded(value), "n_prompts": n_prompts}
             )  # fmt: skip
-        kept = np.flatnonzero((values[side] > 0) & ~template)
-        kept = kept[np.argsort(-values[side][kept], kind="stable")]
-        candidates += [(float(values[side][row]), number, int(row)) for row in kept]
-    candidates.sort(key=lambda c: (-c[0], c[1]))
+        ranked.append(_ranked(values[side], np.flatnonzero((values[side] > 0) & ~template), number))
+    candidates = heapq.merge(*ranked, key=lambda c: (-c[0], c[1]))
 
     listed: dict[tuple[int, int], dict[str, Any]] = {}
     shown: set[tuple[Any, ...]] = set()
