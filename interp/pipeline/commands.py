@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from interp.options import config_command
-from interp.pipeline.demo import DemoConfig
+from interp.pipeline.demo_config import DemoConfig
 
 
 def register(app: typer.Typer) -> None:

@@ -1,26 +1,44 @@
 """The work of each ``vsfa demo`` step: each stage's public function with its typed config.
 
-Every function takes the :class:`~interp.pipeline.demo.Demo` (its config, output folder, world
-and loaded models) and returns the step's outputs, the paths later steps read.
+Every function takes the running demo (:class:`DemoRun`: its config, output folder, world and
+loaded models; :class:`interp.pipeline.demo.Demo` is one) and returns the step's outputs, the
+paths later steps read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from interp.artifacts import read_json, write_json_atomic
+from interp.pipeline.demo_config import DemoConfig
 from interp.pipeline.results import latent_scale, pick_latents, results_json
 from interp.pipeline.steps import fresh
+from interp.pipeline.worlds import World
 
-if TYPE_CHECKING:
-    from interp.pipeline.demo import Demo
+
+class DemoRun(Protocol):
+    """What a step reads from the running demo."""
+
+    config: DemoConfig
+    out: Path
+    plugin: World
+    echo: Callable[[str], None]
+
+    def base(self) -> Path: ...
+
+    def items(self, per_category: int) -> list[Any]: ...
+
+    def vlm(self, adapter: str | None = None) -> Any: ...
+
 
 TRAINED = ("vlguard", "control", "vsfa")
 TOP = 20  # latents listed by the diff
 
 
-def vqa_sets(demo: Demo, world: dict[str, str]) -> dict[str, Any]:
+def vqa_sets(demo: DemoRun, world: dict[str, str]) -> dict[str, Any]:
     from interp.data.vqa import BuildConfig, build_vqa
 
     out = {}
@@ -31,7 +49,7 @@ def vqa_sets(demo: Demo, world: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def train(demo: Demo, recipe: Any, world: dict[str, str], vqa: dict[str, str]) -> dict[str, Any]:
+def train(demo: DemoRun, recipe: Any, world: dict[str, str], vqa: dict[str, str]) -> dict[str, Any]:
     """The world's recipe for VSFA and the control, and for the VLGuard baseline, per seed."""
     from interp.train import train as train_run
 
@@ -53,7 +71,7 @@ def train(demo: Demo, recipe: Any, world: dict[str, str], vqa: dict[str, str]) -
     return runs
 
 
-def generation(demo: Demo) -> Any:
+def generation(demo: DemoRun) -> Any:
     """Sampled (or greedy, with ``samples_per_item`` 0) generation of the demo's length."""
     from interp.eval.generation import GenerationConfig
 
@@ -64,13 +82,13 @@ def generation(demo: Demo) -> Any:
     )  # fmt: skip
 
 
-def judge(demo: Demo) -> Any:
+def judge(demo: DemoRun) -> Any:
     from interp.eval.judges import get_judge
 
     return get_judge(demo.plugin.judge)
 
 
-def evaluate(demo: Demo, runs: dict[str, list[str]]) -> dict[str, Any]:
+def evaluate(demo: DemoRun, runs: dict[str, list[str]]) -> dict[str, Any]:
     """The base, AdaShield and every trained run on the benchmark; the table and results.json."""
     from interp.eval.run import evaluate as evaluate_model
     from interp.eval.table import compare, write_table
@@ -103,7 +121,7 @@ def evaluate(demo: Demo, runs: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
-def cache(demo: Demo, hook: str, tuned: str, corpus: str | None) -> dict[str, Any]:
+def cache(demo: DemoRun, hook: str, tuned: str, corpus: str | None) -> dict[str, Any]:
     """Base and tuned activations of the benchmark prompts (and of the corpus sample)."""
     from interp.cache import CacheConfig, CachePrompt, cache_activations_for, load_prompts
 
@@ -127,7 +145,9 @@ def cache(demo: Demo, hook: str, tuned: str, corpus: str | None) -> dict[str, An
     return out
 
 
-def sae(demo: Demo, source: str, recipe: Any, hook: str, caches: dict[str, str]) -> dict[str, Any]:
+def sae(
+    demo: DemoRun, source: str, recipe: Any, hook: str, caches: dict[str, str]
+) -> dict[str, Any]:
     """The given or shipped SAE, or one trained with the recipe on every cache."""
     if source != "trained":
         return {"sae": source}
@@ -140,7 +160,7 @@ def sae(demo: Demo, source: str, recipe: Any, hook: str, caches: dict[str, str])
     return {"sae": str(train_sae(config, vlm=demo.vlm()))}
 
 
-def diff(demo: Demo, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
+def diff(demo: DemoRun, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
     """The model diff with the world's latent selection: ``diff/latents.json``."""
     from interp.analysis import diff_latents
     from interp.cache import ActivationStore
@@ -158,7 +178,9 @@ def diff(demo: Demo, sae: dict[str, str], caches: dict[str, str]) -> dict[str, A
     return {"latents": str(path)}
 
 
-def steer(demo: Demo, sae: dict[str, str], latents: dict[str, str], tuned: str) -> dict[str, Any]:
+def steer(
+    demo: DemoRun, sae: dict[str, str], latents: dict[str, str], tuned: str
+) -> dict[str, Any]:
     """Add the selected latents to the base, ablate them from VSFA: ``steering.json``."""
     from interp.sae import load_sae
     from interp.steer import SteerConfig, steer_sweep
