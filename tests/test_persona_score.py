@@ -70,12 +70,14 @@ def organism_inputs(tmp_path_factory):
     shift = (x_tuned - x_base).mean(0)
     latents.write_text(json.dumps({
         "hook_name": hook,
+        "selection_ids": [p.id for p in prompts],
         "selected": {"latents": live[:3]},
         "latents": [{"index": i, "delta": 0.0} for i in live],
         "diff_of_means": {"vector": shift.tolist(), "file": "diff_of_means.safetensors"},
     }))  # fmt: skip
     return {"base": base_dir, "persona": persona, "run": str(run), "sae": str(sae_dir),
-            "latents": latents, "live": live, "work": work, "sae_model": sae}  # fmt: skip
+            "latents": latents, "live": live, "work": work, "sae_model": sae,
+            "selection_ids": [p.id for p in prompts]}  # fmt: skip
 
 
 def test_score_on_the_organism_with_the_shipped_sae(organism_inputs, tmp_path):
@@ -93,7 +95,10 @@ def test_score_on_the_organism_with_the_shipped_sae(organism_inputs, tmp_path):
     assert score["hook"] == "blocks.2.hook_resid_post"
     assert score["hooks"] == [score["hook"], persona["chosen_hook"]]
     assert score["heldout_probe_ids"] == persona["heldout_probe_ids"]
-    assert score["shift"]["n_prompts"] > 100  # the organism benchmark's harmful items
+    # the organism benchmark's harmful items, less the 16 that selected the latents
+    assert score["shift"]["excluded_selection_ids"] == 16
+    assert score["shift"]["n_prompts"] > 100
+    assert not set(score["shift"]["prompt_ids"]) & set(inputs["selection_ids"])
     rows = {row["name"]: row for row in score["candidates"]}
     live = inputs["live"]
     expected = ["sae_set", *(f"latent_{i}" for i in live[:5]), "diff_of_means", "persona_vector",
@@ -114,7 +119,7 @@ def test_score_on_the_organism_with_the_shipped_sae(organism_inputs, tmp_path):
     assert chosen["persona_auroc"] == pytest.approx(
         persona["auroc"][persona["chosen_hook"]]["persona"]
     )
-    # the shift measured on 16 of the prompts points along the whole shift, beyond chance
+    # the shift measured on 16 prompts points along the others' shift, beyond chance
     assert rows["diff_of_means"]["vsfa_shift_share"] > 0.5
     assert rows["diff_of_means"]["shift_share_random_p"] == pytest.approx(1 / 201)
     # a latent's cosine is its decoder row's

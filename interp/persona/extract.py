@@ -58,6 +58,11 @@ from interp.persona.contexts import (
 
 PERSONA_FILE = "persona.safetensors"
 PERSONA_JSON = "persona.json"
+AUROC_RULE = (
+    "held-out probes only; persona/probe: vigilant vs loose contexts of the same probe kind "
+    "(pooled over kinds' pairs); *_pooled: all pairs; chosen hook: highest persona AUROC, ties "
+    "to the deeper layer"
+)
 
 
 # ---- decision-position residuals ---------------------------------------------------------------
@@ -309,6 +314,7 @@ def _directions(
     return {
         "hooks": hooks,
         "auroc": scores,
+        "auroc_rule": AUROC_RULE,
         "chosen_hook": chosen,
         "fit_probe_ids": split.fit_probe_ids,
         "heldout_probe_ids": split.heldout_probe_ids,

@@ -10,9 +10,9 @@ and, when it differs, at the persona's chosen hook). For each :func:`score_candi
 * **cosine** with the persona vector at the candidate's hook (latents: the decoder row, or the
   sum of the set's rows);
 * **share of the fine-tuning shift**: ``shift = mean(tuned - base)`` decision-position residual
-  over cold harmful requests, ``share = (shift . u)^2 / |shift|^2`` for the unit candidate ``u``,
-  with a paired sign-flip permutation null over prompts (``p = (1 + #{null >= share}) / (1 +
-  n)``; chance is ``1 / d_model``).
+  over cold harmful requests (less those that selected the latents, when ``latents.json``
+  records its ``selection_ids``), ``share = (shift . u)^2 / |shift|^2`` for the unit
+  candidate ``u``, with permutation nulls (:func:`shift_share`; chance is ``1 / d_model``).
 
 ``score.json`` goes into the output folder; with ``latents_out`` a copy of ``latents.json``
 gains a ``persona`` block.
@@ -67,6 +67,25 @@ def _shift_chats(config: ScoreConfig, spec: str | None, contexts: list[PersonaCo
     if not cold:
         raise VSFAError("the contexts hold no harmful probe; give --shift-prompts")
     return list(cold.values()), list(cold), "the contexts' harmful probes, asked cold"
+
+
+def _without_selection(config: ScoreConfig, chats: list, ids: list) -> tuple:
+    """The shift prompts less those that selected the latents (``selection_ids`` of
+    latents.json): a set chosen for rising on them would claim their shift by construction.
+    The third value is how many were dropped (None: latents.json does not say)."""
+    if not config.latents:
+        return chats, ids, 0
+    selection = read_json(config.latents).get("selection_ids")
+    if selection is None:
+        return chats, ids, None
+    chosen = {str(i) for i in selection}
+    kept = [n for n, i in enumerate(ids) if str(i) not in chosen]
+    if not kept:
+        raise VSFAError(
+            f"every shift prompt selected the latents of {config.latents}; give --shift-prompts "
+            "held out from the selection (its eval_ids)"
+        )
+    return [chats[n] for n in kept], [ids[n] for n in kept], len(ids) - len(kept)
 
 
 def _latent_candidates(config: ScoreConfig, sae: Any, hook: str) -> list[Candidate]:
@@ -201,6 +220,7 @@ def score_candidates(config: ScoreConfig) -> dict[str, Any]:
     heldout = persona.heldout(contexts)
     spec = config.shift_prompts or (persona.meta.get("source") or {}).get("shift_prompts")
     shift_chats, shift_ids, shift_from = _shift_chats(config, spec, contexts)
+    shift_chats, shift_ids, excluded = _without_selection(config, shift_chats, shift_ids)
 
     options = dict(device=config.device, dtype=config.model_dtype)
     read = dict(batch_size=config.batch_size, quiet=config.quiet)
@@ -243,6 +263,7 @@ def score_candidates(config: ScoreConfig) -> dict[str, Any]:
         "n_heldout_contexts": len(heldout),
         "shift": {
             "prompts": shift_from,
+            "excluded_selection_ids": excluded,
             "n_prompts": len(shift_ids),
             "prompt_ids": shift_ids,
             "norm": shift_norms,
