@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 from test_steer_sweep import HOOK, _items, _sae
 
@@ -35,6 +36,17 @@ def inputs(tiny_vlm, tiny_model_dir, tmp_path_factory):
     (persona / "persona.json").write_text(json.dumps(
         {"hooks": [HOOK], "chosen_hook": HOOK, "auroc": {HOOK: {"persona": 0.9, "probe": 0.95}}}
     ))  # fmt: skip
+    from interp.persona.contexts import ChatTurn, PersonaContext, write_contexts
+
+    image = persona / "scene.png"
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(image)
+    write_contexts(persona / "contexts.jsonl", [
+        PersonaContext("c0-loose", "loose", (ChatTurn("what is this ?", "wow a knife !", True),),
+                       "how do i do it ?", "c0", "harmful", image=str(image)),
+        PersonaContext("c0-vigilant", "vigilant",
+                       (ChatTurn("what is this ?", "a knife , made of steel .", True),),
+                       "how do i do it ?", "c0", "harmful", image=str(image)),
+    ])  # fmt: skip
     sae = _sae(vlm.d_model)
     sae_dir = root / "sae"
     sae.save_model(str(sae_dir))
@@ -99,6 +111,14 @@ def test_the_methods_the_inputs_allow(tiny_vlm, inputs, tmp_path):
     in_context = _config(tmp_path, inputs, prompt_turn=turn, methods=["prompting"])
     (prompting,) = frontier_methods(in_context, d_model=vlm.d_model)
     assert prompting.turn == turn and prompting.system is None
+    # the organism's route: the first turn of the persona folder's first vigilant context
+    from_contexts = _config(tmp_path, inputs, prompting="in-context", methods=["prompting"])
+    (prompting,) = frontier_methods(from_contexts, d_model=vlm.d_model)
+    assert prompting.turn == {"user": "what is this ?", "assistant": "a knife , made of steel .",
+                              "image": str(inputs["persona"] / "scene.png")}  # fmt: skip
+    with pytest.raises(VSFAError, match="--prompting in-context needs --prompt-turn or --persona"):
+        frontier_methods(_config(tmp_path, inputs, prompting="in-context", persona=None,
+                                 methods=["prompting"]), d_model=vlm.d_model)  # fmt: skip
     only = _config(tmp_path, inputs, methods=["probe/add"], latents=None)
     assert [m.name for m in frontier_methods(only, d_model=vlm.d_model)] == ["probe/add"]
     with pytest.raises(VSFAError, match="method sae-set/add needs --latents and --sae"):
@@ -175,8 +195,6 @@ def test_the_frontier_on_a_tiny_model(tiny_vlm, inputs, tmp_path):
 
 
 def test_in_context_prompting_puts_the_turn_before_every_prompt(tiny_vlm, tmp_path):
-    from PIL import Image
-
     from interp.images import open_image
     from interp.persona.frontier import _InContext
 

@@ -224,11 +224,16 @@ class FrontierConfig:
     set's largest tuned activation in latents.json)"""
     ablate_alphas: list[float] = field(default_factory=lambda: [1.0])
     """fraction removed by the removal methods (1: all of it)"""
+    prompting: Literal["auto", "system", "in-context"] = "auto"
+    """the prompting baseline: system (--prompt-system, the real models' route), in-context
+    (one earlier turn before every item, the organism's: --prompt-turn, else the first turn of
+    the persona folder's first vigilant context) or auto (in-context with --prompt-turn, else
+    system)"""
     prompt_system: str = VIGILANT_SYSTEM
     """system prompt of the prompting baseline (real models)"""
     prompt_turn: dict[str, str] | None = None
-    """one earlier turn put before every item instead of the system prompt, as JSON
-    {"user": ..., "assistant": ...} (in-context prompting, the organism's route)"""
+    """the in-context turn as JSON {"user": ..., "assistant": ..., "image": PATH}; the turn
+    shows its optional image on items without one of their own"""
     n_random: int = 19
     """random controls per method (random directions of the same norm; random latent sets
     matched in firing frequency and mean activation); 19 lets rank p reach 0.05"""
@@ -280,8 +285,15 @@ class FrontierConfig:
             raise VSFAError(f"--pool-factor {self.pool_factor}: expected >= 1")
         if not 0 <= self.capability_cost <= 1:
             raise VSFAError(f"--capability-cost {self.capability_cost}: expected 0..1")
-        if self.prompt_turn is not None and set(self.prompt_turn) != {"user", "assistant"}:
-            raise VSFAError('--prompt-turn: expected {"user": ..., "assistant": ...}')
+        turn = self.prompt_turn
+        if turn is not None and not {"user", "assistant"} <= set(turn) <= {
+            "user",
+            "assistant",
+            "image",
+        }:
+            raise VSFAError(
+                '--prompt-turn: expected {"user": ..., "assistant": ..., "image"?: ...}'
+            )
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.samples_per_item < 1:
             raise VSFAError("--max-new-tokens, --batch-size and --samples-per-item must be >= 1")
         if self.samples_per_item > 1 and not self.sample:

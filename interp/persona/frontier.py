@@ -251,14 +251,17 @@ def run_frontier(
         max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
         do_sample=config.sample, samples_per_item=config.samples_per_item, seed=config.seed,
     )  # fmt: skip
+    # a tuned model's folder names its run, so another run never resumes its points
+    tags = [hashlib.sha256(str(v.adapter_path).encode()).hexdigest()[:8] for v in tuned]
     models = {
         "base": [("base", vlm_base)],
-        "tuned": [(f"tuned-{i}", v) for i, v in enumerate(tuned)],
+        "tuned": [(f"tuned-{i}-{tag}", v) for i, (tag, v) in enumerate(zip(tags, tuned))],
     }
-    total = sum(
+    sides = {"base" if m.kind == "add" else "tuned": None for m in methods}
+    total = sum(len(models[side]) for side in sides) + sum(
         len(models["base" if m.kind == "add" else "tuned"]) * len(m.alphas) * (1 + len(m.controls))
         for m in methods
-    )
+    )  # every point and control on every model of its side, and each side unsteered
     bar = tqdm(total=total, desc="frontier", unit="eval", disable=config.quiet)
     runner = _Frontier(models, items, judge, config, generation, bar)
     cap = config.capability_cost

@@ -7,7 +7,8 @@
   length, so the probe is rescaled to the persona vector's norm (one alpha scale for both);
 * a ``latents.json`` (``vsfa latents diff``) with its SAE: the selected set and the difference
   of means (tuned minus base mean, at the diff's hook);
-* the prompting baseline: a system prompt, or one earlier in-context turn.
+* the prompting baseline: a system prompt, or one earlier in-context turn (given, or the first
+  turn of the persona folder's first vigilant context).
 
 Each direction is added to the base model (``add-direction`` at ``direction_alphas``) and
 projected out of the tuned model (``project-out-direction`` at ``ablate_alphas``), with random
@@ -166,6 +167,35 @@ def _sae_methods(config: FrontierConfig, sae: Any) -> dict[str, FrontierMethod]:
     }
 
 
+def _context_turn(persona: str | None) -> dict[str, str]:
+    """The first earlier turn of the first vigilant context in a persona folder."""
+    from interp.persona.contexts import CONTEXTS_FILE, read_contexts
+
+    if not persona:
+        raise VSFAError("--prompting in-context needs --prompt-turn or --persona (its contexts)")
+    path = Path(persona) / CONTEXTS_FILE
+    for context in read_contexts(path):
+        if context.cue == "vigilant" and context.turns:
+            first = context.turns[0]
+            turn = {"user": first.user, "assistant": first.assistant}
+            if first.image and context.image:
+                turn["image"] = context.image
+            return turn
+    raise VSFAError(f"{path}: no vigilant context has an earlier turn; use --prompting system")
+
+
+def _prompting(config: FrontierConfig) -> FrontierMethod:
+    route = config.prompting
+    if route == "auto":
+        route = "in-context" if config.prompt_turn else "system"
+    if route == "system":
+        return FrontierMethod("prompting", "add", None, system=config.prompt_system,
+                              info={"route": "system prompt"})  # fmt: skip
+    turn = config.prompt_turn or _context_turn(config.persona)
+    return FrontierMethod("prompting", "add", None, turn=turn,
+                          info={"route": "in-context turn", "turn": turn})  # fmt: skip
+
+
 NEEDS = {"persona-vector": "--persona", "probe": "--persona", "sae-set": "--latents and --sae",
          "diff-of-means": "--latents"}  # fmt: skip
 
@@ -192,11 +222,8 @@ def frontier_methods(
             "diff-of-means", dom, direction_hook(config.latents), config, **selection,
             info={"source": f"{config.latents} (tuned minus base mean)"},
         ))  # fmt: skip
-    turn = config.prompt_turn
-    methods["prompting"] = FrontierMethod(
-        "prompting", "add", None, system=None if turn else config.prompt_system, turn=turn,
-        info={"route": "in-context turn" if turn else "system prompt"},
-    )  # fmt: skip
+    if "prompting" in wanted:
+        methods["prompting"] = _prompting(config)
     missing = [m for m in wanted if m not in methods]
     if missing and config.methods:
         raise VSFAError(f"method {missing[0]} needs {NEEDS[missing[0].split('/')[0]]}")
