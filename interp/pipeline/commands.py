@@ -1,4 +1,5 @@
-"""CLI: ``vsfa demo`` and ``vsfa run``."""
+"""CLI: ``vsfa demo``, ``vsfa run`` and ``vsfa persona report`` (a runner, so it lives here and
+joins the ``persona`` group)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from pathlib import Path
 import typer
 
 from interp.options import config_command
+from interp.persona.commands import persona_app
+from interp.persona.report_config import ReportConfig
 from interp.pipeline.demo_config import DemoConfig
 
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo_command)
     app.command("run")(run_command)
+    persona_app.command("report")(persona_report_command)
 
 
 @config_command(DemoConfig, short={"out": "-o", "seeds": "--seed", "quiet": "-q"})
@@ -35,3 +39,12 @@ def run_command(
     out = run_experiment(load_experiment(experiment), quiet=quiet)
     typer.echo((out / "table.md").read_text(encoding="utf-8"), nl=False)
     typer.echo(f"wrote {out}/table.md and table.json")
+
+
+@config_command(ReportConfig, short={"out": "-o", "quiet": "-q"})
+def persona_report_command(config: ReportConfig) -> None:
+    """The persona analysis on a world's shipped model: VSFA per seed, persona vector, held-out
+    latent selection, scores and the steering frontier; writes persona_report.json."""
+    from interp.pipeline.persona_report import run_persona_report
+
+    run_persona_report(config, echo=typer.echo)

@@ -30,9 +30,10 @@ from interp.viz.data import (
     selected_latents,
     steering_sweeps,
 )
+from interp.viz.persona import PERSONA_FILES, persona_kind, persona_section
 
 # Folders that hold bulk data, never JSON the dashboard draws.
-SKIP_DIRS = {"shards", "adapter", "model", "images", "__pycache__", "checkpoints"}
+SKIP_DIRS = {"shards", "adapter", "model", "images", "__pycache__", "checkpoints", "points"}
 MAX_JSON_BYTES = 64 << 20
 MAX_LATENT_CARDS = 6
 LATENT_STATS = ("base_mean", "tuned_mean", "delta", "base_freq", "tuned_freq", "p_value",
@@ -49,9 +50,13 @@ class RunArtifacts:
     latents: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
     steering: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
     sae: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    persona: dict[str, list[tuple[Path, dict[str, Any]]]] = field(default_factory=dict)
+    """persona.json, persona_report.json and frontier.json by kind (:mod:`interp.viz.persona`)"""
 
     def is_empty(self) -> bool:
-        return not (self.results or self.evals or self.latents or self.steering or self.sae)
+        return not (
+            self.results or self.evals or self.latents or self.steering or self.sae or self.persona
+        )
 
 
 def _depth(path: Path, root: Path) -> int:
@@ -78,6 +83,7 @@ def collect_run(run_dir: str | os.PathLike) -> RunArtifacts:
                 "metrics.json",
                 "latents.json",
                 "steering.json",
+                *PERSONA_FILES,
             }:
                 continue
             path = Path(folder) / name
@@ -98,7 +104,10 @@ def collect_run(run_dir: str | os.PathLike) -> RunArtifacts:
 
 
 def _classify(found: RunArtifacts, path: Path, name: str, data: Any) -> None:
-    if name in ("results.json", "table.json"):
+    kind = persona_kind(name, data)
+    if kind:
+        found.persona.setdefault(kind, []).append((path, dict(data)))
+    elif name in ("results.json", "table.json"):
         if isinstance(data, list) or (isinstance(data, Mapping) and "rows" in data):
             found.results.append((path, data))
     elif name == "metrics.json" and isinstance(data, Mapping):
@@ -332,6 +341,7 @@ def render_dashboard(art: RunArtifacts, *, title: str | None = None) -> str:
         _results_section(art),
         _latent_section(art),
         _steering_section(art),
+        persona_section(art.persona, art.root, _figure_html, _source),
         _sae_section(art),
     ]
     return (
@@ -349,7 +359,8 @@ def write_dashboard(
     art = collect_run(run_dir)
     if art.is_empty():
         raise VSFAError(
-            f"--run {run_dir} holds no results.json, table.json, metrics.json, latents.json or "
-            "steering.json to show"
+            f"--run {run_dir} holds no results.json, table.json, metrics.json, latents.json, "
+            "steering.json or persona file (persona.json, persona_report.json, frontier.json) "
+            "to show"
         )
     return write_text_atomic(out, render_dashboard(art, title=title))
