@@ -12,16 +12,17 @@ With several fine-tuning seeds (one tuned model each, one change per seed) it fi
 seeds: a hierarchical interval (seeds, then templates, then items). Intervals are percentile
 intervals, clipped to the metric's range and always holding the point estimate.
 
-An item's template (:func:`template_of`) is its ``meta["template"]`` (or ``template_id``) when
-the benchmark records one, else its prompt text: items asked with the same words (and other
-images) share a template.
+An item's template (:func:`template_of`) is its ``meta["template"]`` (or ``template_id``,
+``probe_id``) when the benchmark records one, else its prompt text: items asked with the same
+words (and other images) share a template. :data:`CLUSTERS` offers coarser (category) and no
+(item) clustering.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,34 @@ ItemValues = dict[str, dict[str, float]]
 def template_of(item: BenchmarkItem) -> str:
     """The prompt template an item was written from (see the module docstring)."""
     meta = item.meta or {}
-    for key in ("template", "template_id"):
+    for key in ("template", "template_id", "probe_id"):
         if meta.get(key) is not None:
             return str(meta[key])
     return item.prompt
+
+
+def _category(item: BenchmarkItem) -> str:
+    return item.category
+
+
+def _item(item: BenchmarkItem) -> str:
+    return item.key
+
+
+CLUSTERS = {"template": template_of, "category": _category, "item": _item}
+"""What an interval resamples as one unit: the prompt template (default), the benchmark
+category (coarser, more conservative), or the item (no clustering)."""
+
+Cluster = Callable[[BenchmarkItem], str]
+
+
+def cluster_key(by: str | Cluster) -> Cluster:
+    """The clustering function named ``by`` (:data:`CLUSTERS`), or ``by`` itself."""
+    if callable(by):
+        return by
+    if by not in CLUSTERS:
+        raise VSFAError(f"cluster by {by!r}: expected one of {', '.join(CLUSTERS)}")
+    return CLUSTERS[by]
 
 
 def item_values(eval_dir: str | os.PathLike, items: Sequence[BenchmarkItem]) -> ItemValues:
@@ -108,10 +133,13 @@ def clustered_mean(
     n_boot: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    cluster: str | Cluster = "template",
 ) -> dict[str, Any] | None:
     """Mean of per-item values (one mapping per seed) with the hierarchical, template-clustered
-    interval of the module docstring; ``None`` when no item has a value."""
-    templates = {item.key: (item.benchmark, template_of(item)) for item in items}
+    interval of the module docstring (``cluster``: what is resampled as one template,
+    :data:`CLUSTERS`); ``None`` when no item has a value."""
+    key_of = cluster_key(cluster)
+    templates = {item.key: (item.benchmark, key_of(item)) for item in items}
     seeds = [_groups(values, templates) for values in per_seed if values]
     if not seeds:
         return None
@@ -138,7 +166,7 @@ def clustered_mean(
 
 def clustered_metrics(
     per_seed: Sequence[ItemValues], items: Sequence[BenchmarkItem], *, n_boot: int = 1000,
-    seed: int = 0,
+    seed: int = 0, cluster: str | Cluster = "template",
 ) -> dict[str, Any]:  # fmt: skip
     """Per metric: its value over the items (one mapping of item values per seed) with the
     clustered interval."""
@@ -161,6 +189,7 @@ def paired_changes(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    cluster: str | Cluster = "template",
 ) -> dict[str, Any]:
     """Per metric: the steered value and the paired change against the reference (one pair of
     item values per fine-tuning seed), each with its clustered interval; only items judged on
@@ -174,7 +203,7 @@ def paired_changes(
             keys = [k for k in after if name in after[k] and name in before.get(k, {})]
             values.append({k: after[k][name] for k in keys})
             changes.append({k: after[k][name] - before[k][name] for k in keys})
-        common = {"items": items, "n_boot": n_boot, "seed": seed}
+        common = {"items": items, "n_boot": n_boot, "seed": seed, "cluster": cluster}
         out[name] = clustered_mean(values, bounds=(0.0, 1.0), **common)
         out[f"{name}_change"] = clustered_mean(changes, bounds=(-1.0, 1.0), **common)
     return out
