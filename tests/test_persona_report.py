@@ -85,6 +85,20 @@ def test_a_second_run_skips_every_step_and_writes_the_same_report(tiny_report):
     assert again["methods"] == report["methods"]
 
 
+def test_a_changed_frontier_setting_reruns_the_frontier_from_scratch(tiny_report):
+    out, _, _ = tiny_report
+    planted = out / "frontier" / "points" / "planted"
+    planted.write_text("a point of other inputs")
+    args = [*TINY[: TINY.index("--max-new-tokens")], "--max-new-tokens", "6", "--quiet"]
+    result = _invoke(["--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    assert "[persona-report] train: current, skipped" in result.output
+    assert "[persona-report] frontier: current" not in result.output
+    assert not planted.exists()  # finished points of other inputs are not read back
+    frontier = json.loads((out / "frontier" / "frontier.json").read_text())
+    assert frontier["manifest"]["config"]["max_new_tokens"] == 6
+
+
 def test_the_dashboard_shows_the_persona_page(tiny_report):
     from interp.viz.dashboard import write_dashboard
 

@@ -175,14 +175,14 @@ def measured_bars(
     drop, p = pv.get("add_asr_change_at_cap5"), pv.get("random_rank_p")
     met = None if drop is None or p is None else drop <= -b["add_asr_drop"] and p <= b["rank_p"]
     out["persona_vector_add"] = _bar(
-        drop, met,
-        rank_p=p, capability_change=pv.get("add_capability_change"), alpha=pv.get("add_alpha"),
+        drop, met, unit="ASR change", rank_p=p,
+        capability_change=pv.get("add_capability_change"), alpha=pv.get("add_alpha"),
     )  # fmt: skip
     rise, p = pv.get("ablate_asr_change"), pv.get("ablate_random_rank_p")
     met = None if rise is None or p is None else rise >= b["ablate_asr_rise"] and p <= b["rank_p"]
     out["persona_vector_project_out"] = _bar(
-        rise, met,
-        rank_p=p, capability_change=pv.get("ablate_capability_change"),
+        rise, met, unit="ASR change", rank_p=p,
+        capability_change=pv.get("ablate_capability_change"),
     )  # fmt: skip
     out["sae_set_vs_baselines"] = {
         name: {"add_asr_change_at_cap5": (methods.get(name) or {}).get("add_asr_change_at_cap5"),

@@ -296,8 +296,14 @@ class PersonaReport:
         def make() -> dict[str, str]:
             from interp.persona.frontier import frontier
 
+            # the frontier resumes finished points by path: keep them only for the same inputs
+            folder, key = self.out / "frontier", self.steps.keys["frontier"]
+            marker = folder / "inputs.key"
+            if marker.exists() and marker.read_text(encoding="utf-8") != key:
+                fresh(folder)
+            write_text_atomic(marker, key)
             frontier(config)
-            return {"frontier": str(self.out / "frontier" / "frontier.json")}
+            return {"frontier": str(folder / "frontier.json")}
 
         settings = {k: v for k, v in asdict(config).items() if k not in ("quiet", "out")}
         return self._step("frontier", settings, ["diff", "persona", "train"], make)["frontier"]
@@ -384,5 +390,6 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     for name, bar in report["bars"].items():
         if "met" in bar:
             state = {True: "met", False: "NOT met", None: "not measured"}[bar["met"]]
-            lines.append(f"  bar {name}: {_num(bar['value'])} ({state})")
+            value = _num(bar["value"], points=bar.get("unit") == "ASR change")
+            lines.append(f"  bar {name}: {value} ({state})")
     return lines

@@ -102,8 +102,11 @@ def bars_html(report: Mapping[str, Any]) -> str:
         if "met" not in bar:
             continue
         state = {True: "met", False: "not met", None: "not measured"}[bar["met"]]
-        items.append(f"<li>{esc(name.replace('_', ' '))}: {_cell(bar.get('value'))} "
-                     f"(<b>{state}</b>)</li>")  # fmt: skip
+        value = bar.get("value")
+        shown = f"{_points(value)} points" if bar.get("unit") == "ASR change" else _cell(value)
+        if bar.get("rank_p") is not None:
+            shown += f", rank p {bar['rank_p']:.3f}"
+        items.append(f"<li>{esc(name.replace('_', ' '))}: {shown} (<b>{state}</b>)</li>")
     return f'<ul class="findings">{"".join(items)}</ul>' if items else ""
 
 
