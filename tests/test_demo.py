@@ -14,7 +14,7 @@ from interp.artifacts import read_json
 from interp.cli import app
 from interp.errors import VSFAError
 from interp.pipeline.demo import Demo, DemoConfig
-from interp.pipeline.results import METHODS, results_json
+from interp.pipeline.results import METHODS, frontier_headlines, results_json
 from interp.pipeline.steps import Steps
 from interp.viz.data import result_rows
 
@@ -93,6 +93,35 @@ def test_demo_random_sets_default_and_bad_values(tmp_path):
     assert str(result.exception) == "--n-random must be at least 1"
 
 
+def test_demo_persona_random_sets_default_and_bad_values(tmp_path):
+    assert DemoConfig().persona_random == 19 and DemoConfig(fast=True).persona_random == 2
+    assert DemoConfig(fast=True).persona_alphas == [1.0, 4.0]
+    result = CliRunner().invoke(app, ["demo", "--persona-random", "0", "--out", str(tmp_path)])
+    assert isinstance(result.exception, VSFAError)
+    assert str(result.exception) == "--persona-random must be at least 1"
+
+
+def test_frontier_headlines_name_each_method_its_rank_p_and_the_chosen_layer():
+    frontier = {
+        "capability_cost": 0.05,
+        "methods": {
+            "persona-vector/add": {"kind": "add", "random_rank_p": 0.05, "controls": {"n": 19},
+                                   "headline": {"asr_change_at_cap5": -0.25, "alpha": 2.0}},
+            "prompting": {"kind": "add", "random_rank_p": None,
+                          "headline": {"asr_change_at_cap5": -0.5, "alpha": 1.0}},
+        },
+    }  # fmt: skip
+    persona = {"chosen_hook": "blocks.3.hook_resid_post",
+               "auroc": {"blocks.3.hook_resid_post": {"persona": 0.94, "probe": 0.99}}}  # fmt: skip
+    assert frontier_headlines(frontier, persona) == [
+        "frontier persona-vector/add (add): ASR -25.0 points at capability cost <= 5 points "
+        "(alpha 2), rank p 0.05 among 19 random sets",
+        "frontier prompting (add): ASR -50.0 points at capability cost <= 5 points (alpha 1), "
+        "no random control",
+        "persona vector: chosen layer blocks.3.hook_resid_post, held-out AUROC 0.940 (probe 0.990)",
+    ]
+
+
 def test_demo_options_build_its_config(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr("interp.pipeline.demo.run_demo", lambda config, echo: seen.append(config))
@@ -165,7 +194,51 @@ def test_demo_fast_end_to_end(demo_run):
         assert len(sweep["curve"]) >= 2 and sweep["random_control"]
     html = (out / "report.html").read_text()
     assert 'id="results-table"' in html and "steering-0" in html
+    assert 'id="persona"' in html and 'id="auroc-' in html  # the dashboard's persona page
+    _check_persona(out, printed)
     print(f"vsfa demo --fast: {seconds:.0f}s")
+
+
+def _check_persona(out, printed):
+    """``DIR/persona/``: the frontier is scored on the steering items, none of which selected
+    the set it steers; its headlines follow the rule on its points; the printed lines match."""
+    from interp.persona.frontier import headline
+    from interp.pipeline.demo_stages import PERSONA_METHODS
+
+    folder = out / "persona"
+    for name in ("persona.json", "score.json", "latents.json", "frontier.json", "frontier.html"):
+        assert (folder / name).is_file(), name
+    persona, frontier = read_json(folder / "persona.json"), read_json(folder / "frontier.json")
+    latents, score = read_json(folder / "latents.json"), read_json(folder / "score.json")
+    demo = Demo(DemoConfig(fast=True, out=str(out)))
+    steering_items = {item.key for item in demo.items(demo.config.steer_per_category)}
+    selection = set(latents["selection_ids"])
+    assert latents["split"]["kind"] == "ids" and selection
+    assert set(frontier["eval_items"]) <= steering_items
+    assert not set(frontier["eval_items"]) & selection  # selection never saw what scores it
+    # the frontier records what selected its methods: the set's prompts, the vector's fit probes
+    assert selection | set(persona["fit_probe_ids"]) == set(frontier["selection_items"])
+    assert frontier["n_random"] == 2 and set(frontier["methods"]) <= set(PERSONA_METHODS)
+    assert {"persona-vector/add", "persona-vector/project-out", "prompting"} <= set(
+        frontier["methods"]
+    )
+    assert score["chosen_hook"] == persona["chosen_hook"]
+    auroc = persona["auroc"][persona["chosen_hook"]]["persona"]
+    assert auroc >= 0.9  # the persona vector separates the organism's personas
+    for name, method in frontier["methods"].items():
+        top = method["headline"]
+        assert top == headline(method["points"], method["kind"], frontier["capability_cost"])
+        assert top["capability_change"] >= -0.05 - 1e-9
+        if method.get("controls"):
+            assert method["controls"]["n"] == 2 and 1 / 3 <= method["random_rank_p"] <= 1
+        line = f"frontier {name} ({method['kind']}): ASR {100 * top['asr_change_at_cap5']:+.1f}"
+        assert line in printed
+    assert f"chosen layer {persona['chosen_hook']}, held-out AUROC {auroc:.3f}" in printed
+    # the persona lines follow the steering lines and precede the paths
+    lines = printed.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  frontier "))
+    assert lines[first - 1].startswith("  ablate latent ")
+    assert lines.index(f"persona: {folder.resolve()}") > first
 
 
 @pytest.mark.slow

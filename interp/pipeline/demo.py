@@ -13,7 +13,11 @@ Steps (each one skipped when its output is current, :class:`interp.pipeline.step
 7. ``diff``: latents ranked by how much VSFA raised them; the persona candidate is selected.
 8. ``steer``: add the latent to the base model, ablate it from the VSFA model, over alphas, with
    random-latent controls; ``steering.json``.
-9. ``report``: ``report.html`` (:func:`interp.viz.dashboard.write_dashboard`).
+9. ``persona``: the persona analysis in ``persona/``: the persona direction per layer of the base
+   on the world's persona contexts (``persona.json``), the candidates scored against the VSFA run
+   (``score.json``), and the steering frontier on the steering items with random controls
+   (``frontier.json``, ``frontier.html``).
+10. ``report``: ``report.html`` (:func:`interp.viz.dashboard.write_dashboard`).
 
 The work of each step is in :mod:`interp.pipeline.demo_stages`. Every number in the outputs is
 computed in the run; nothing is copied from elsewhere.
@@ -31,7 +35,7 @@ from interp.artifacts import read_json, write_json_atomic
 from interp.errors import VSFAError
 from interp.pipeline import demo_stages as stages
 from interp.pipeline.demo_config import DemoConfig
-from interp.pipeline.results import write_report
+from interp.pipeline.results import frontier_headlines, write_report
 from interp.pipeline.steps import Steps, world_data
 from interp.pipeline.worlds import get_world
 
@@ -74,15 +78,17 @@ class Demo:
 
     # ---- the pipeline: each public step runs (or skips) what it depends on first ------------
     def run(self) -> dict[str, Any]:
-        """All steps in order; returns the paths of results.json, table.md, steering.json and
-        report.html, and the seconds each step that ran took."""
+        """All steps in order; returns the paths of results.json, table.md, steering.json, the
+        persona files and report.html, and the seconds each step that ran took."""
         results = self.evaluate()
         steering = self.steer()
+        persona = self.persona()
         report = self.report()
         return {
             "results": results["results"],
             "table_md": results["table_md"],
             "steering": steering["steering"],
+            "persona": persona,
             "report": str(report),
             "timings": dict(self.steps.timings),
         }
@@ -211,6 +217,19 @@ class Demo:
             "steer", config, ["diff"], lambda: stages.steer(self, sae, latents, tuned)
         )
 
+    def persona(self) -> dict[str, Any]:
+        """``{"persona", "score", "frontier": paths}`` of ``persona/`` (the VSFA run of the first
+        seed; the frontier on the steering items)."""
+        caches, sae, tuned = self.cache(), self.sae(), self.tuned_run()
+        cfg = self.config
+        config = {"selection": asdict(self.plugin.selection()), "alphas": cfg.persona_alphas,
+                  "n_random": cfg.persona_random, "per_category": cfg.steer_per_category,
+                  "max_new_tokens": cfg.max_new_tokens, "samples_per_item": cfg.samples_per_item,
+                  "methods": stages.PERSONA_METHODS}  # fmt: skip
+        return self._step(
+            "persona", config, ["cache", "sae"], lambda: stages.persona(self, sae, caches, tuned)
+        )
+
     def report(self) -> Path:
         """``report.html``; cheap, so always rewritten to show the folder as it is now."""
         self.echo("[demo] report ...")
@@ -230,9 +249,13 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     echo("Steering:")
     for line in steering_findings(read_json(result["steering"])):
         echo(f"  {line}")
+    persona = result["persona"]
+    for line in frontier_headlines(read_json(persona["frontier"]), read_json(persona["persona"])):
+        echo(f"  {line}")
     echo("")
     echo(f"results: {Path(result['results']).resolve()}")
     echo(f"steering: {Path(result['steering']).resolve()}")
+    echo(f"persona: {Path(persona['frontier']).parent.resolve()}")
     echo(f"report: {Path(result['report']).resolve()}")
     echo(f"total {time.time() - started:.0f}s")
     write_json_atomic(Path(config.out) / "timings.json", result["timings"])

@@ -8,8 +8,9 @@ from typing import Any
 from interp.errors import VSFAError
 
 # Fields that must be at least 1 when given.
-AT_LEAST_ONE = ("per_category", "steer_per_category", "n_random", "max_new_tokens", "batch_size",
-                "sae_steps", "sae_width", "sae_k", "sae_batch_size")  # fmt: skip
+AT_LEAST_ONE = ("per_category", "steer_per_category", "n_random", "persona_random",
+                "max_new_tokens", "batch_size", "sae_steps", "sae_width", "sae_k",
+                "sae_batch_size")  # fmt: skip
 
 
 @dataclass
@@ -43,6 +44,12 @@ class DemoConfig:
     n_random: int | None = None
     """random latent sets in the steering control (default 8, so the chosen set's rank among
     them can reach p = 1/9; 2 with --fast)"""
+    persona_random: int | None = None
+    """random sets per method in the persona frontier's control (default 19, so a method's rank
+    among them can reach p = 0.05; 2 with --fast)"""
+    persona_alphas: list[float] | None = None
+    """strengths of the persona vector on the frontier, in multiples of it (default
+    0.5,1,2,4; 1,4 with --fast)"""
     sae_steps: int | None = None
     """steps of the SAE the full demo trains (default: the world's SAE recipe's)"""
     sae_width: int | None = None
@@ -82,6 +89,10 @@ class DemoConfig:
             self.samples_per_item = 2 if fast else 4
         if self.n_random is None:
             self.n_random = 2 if fast else 8
+        if self.persona_random is None:
+            self.persona_random = 2 if fast else 19
+        if self.persona_alphas is None:
+            self.persona_alphas = [1.0, 4.0] if fast else [0.5, 1.0, 2.0, 4.0]
         if self.threads == 0:
             self.threads = None
         if not self.seeds:

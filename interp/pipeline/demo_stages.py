@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from interp.artifacts import read_json, write_json_atomic
+from interp.artifacts import read_json, write_json_atomic, write_text_atomic
+from interp.errors import VSFAError
 from interp.pipeline.demo_config import DemoConfig
 from interp.pipeline.results import latent_scale, pick_latents, results_json
 from interp.pipeline.steps import fresh
@@ -160,20 +161,27 @@ def sae(
     return {"sae": str(train_sae(config, vlm=demo.vlm()))}
 
 
-def diff(demo: DemoRun, sae: dict[str, str], caches: dict[str, str]) -> dict[str, Any]:
-    """The model diff with the world's latent selection: ``diff/latents.json``."""
+def diff(
+    demo: DemoRun, sae: dict[str, str], caches: dict[str, str], selection_ids: Path | None = None
+) -> dict[str, Any]:
+    """The model diff with the world's latent selection: ``diff/latents.json``; with
+    ``selection_ids`` (a file of prompt ids) selected on those prompts only, written beside it."""
     from interp.analysis import diff_latents
     from interp.cache import ActivationStore
     from interp.sae import load_sae
 
     vlm = demo.vlm()
+    selection = replace(demo.plugin.selection(), top=TOP, quiet=demo.config.quiet)
     path = demo.out / "diff" / "latents.json"
+    if selection_ids is not None:
+        selection = replace(selection, split="ids", selection_ids=str(selection_ids))
+        path = selection_ids.parent / "latents.json"
     diff_latents(
         load_sae(sae["sae"], device=demo.config.device),
         ActivationStore(caches["base"]),
         ActivationStore(caches["tuned"]),
-        config=replace(demo.plugin.selection(), top=TOP, quiet=demo.config.quiet),
-        tokenizer=vlm.tokenizer, unembedding=vlm.unembedding(), out=path, sae_name=sae["sae"],
+        config=selection, tokenizer=vlm.tokenizer, unembedding=vlm.unembedding(), out=path,
+        sae_name=sae["sae"],
     )  # fmt: skip
     return {"latents": str(path)}
 
@@ -220,3 +228,55 @@ def steer(
     }
     write_json_atomic(demo.out / "steering.json", combined)
     return {"steering": str(demo.out / "steering.json")}
+
+
+PERSONA_METHODS = ("sae-set/add", "persona-vector/add", "prompting", "sae-set/ablate",
+                   "persona-vector/project-out")  # fmt: skip
+"""The persona frontier's methods in the demo: the selected set and the persona vector, added to
+the base and removed from VSFA, and prompting."""
+
+
+def persona(demo: DemoRun, sae: dict[str, str], caches: dict[str, str], tuned: str) -> dict:
+    """``persona/``: ``vsfa persona extract`` on the base with the world's contexts
+    (``persona.json``); the world's latent selection on the cached benchmark prompts that are not
+    steering items (``selection.txt``, ``latents.json``); ``vsfa persona score`` of that set, the
+    difference of means, the persona vector and the probe against the VSFA run (``score.json``);
+    the frontier of :data:`PERSONA_METHODS` on the steering items (``frontier.json``,
+    ``frontier.html``), none of which selected the set."""
+    from interp.cache import ActivationStore
+    from interp.persona.config import ExtractConfig, FrontierConfig, ScoreConfig
+    from interp.persona.extract import extract_persona
+    from interp.persona.frontier import frontier
+    from interp.persona.score import score_candidates
+    from interp.pipeline.persona_report import prompting_options
+
+    cfg, folder = demo.config, demo.out / "persona"
+    common = {"device": cfg.device, "model_dtype": "float32", "quiet": cfg.quiet, "seed": 0}
+    model = str(demo.base())
+    # extract replaces the folder: the rest (and the frontier, no stale points) come after it
+    extract_persona(ExtractConfig(contexts=demo.plugin.name, model=model, out=str(folder),
+                                  **common), force=True)  # fmt: skip
+    steering = {item.key for item in demo.items(cfg.steer_per_category)}
+    ids = sorted({p["id"] for p in ActivationStore(caches["base"]).prompts} - steering)
+    if not ids:
+        raise VSFAError("the demo's cache holds no prompt outside the steering items to select "
+                        "on; raise --per-category above --steer-per-category")  # fmt: skip
+    write_text_atomic(folder / "selection.txt", "".join(f"{i}\n" for i in ids))
+    latents = diff(demo, sae, caches, selection_ids=folder / "selection.txt")["latents"]
+    score_candidates(ScoreConfig(persona=str(folder), model=model, adapter=tuned, out=str(folder),
+                                 sae=sae["sae"], latents=latents, top=TOP, **common))  # fmt: skip
+    methods = list(PERSONA_METHODS)
+    if not (read_json(latents).get("selected") or {}).get("latents"):
+        demo.echo("[demo] the held-out diff selected no latent: the frontier runs no SAE set")
+        methods = [m for m in methods if not m.startswith("sae-set/")]
+    n = cfg.samples_per_item
+    frontier(FrontierConfig(
+        model=model, adapter=[tuned], bench=[demo.plugin.benchmark], out=str(folder),
+        judge=demo.plugin.judge, persona=str(folder), latents=latents, sae=sae["sae"],
+        methods=methods, direction_alphas=list(cfg.persona_alphas), n_random=cfg.persona_random,
+        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, sample=n > 0,
+        samples_per_item=max(n, 1), per_category=cfg.steer_per_category,
+        **common, **prompting_options(folder),
+    ))  # fmt: skip
+    names = ("persona", "score", "frontier", "latents")
+    return {name: str(folder / f"{name}.json") for name in names}

@@ -42,6 +42,19 @@ from interp.pipeline.steps import Steps, fresh, world_data
 from interp.pipeline.worlds import get_world
 
 
+def prompting_options(persona: str | Path) -> dict[str, Any]:
+    """The frontier's prompting options for a persona folder: in-context prompting when its
+    contexts carry their cue in earlier turns (the first vigilant turn, read by the frontier),
+    else the vigilant system prompt."""
+    from interp.persona.contexts import CONTEXTS_FILE, read_contexts
+
+    vigilant = [c for c in read_contexts(Path(persona) / CONTEXTS_FILE) if c.cue == "vigilant"]
+    if any(c.turns for c in vigilant):
+        return {"prompting": "in-context"}
+    systems = [c.system for c in vigilant if c.system]
+    return {"prompting": "system", **({"prompt_system": systems[0]} if systems else {})}
+
+
 class PersonaReport:
     """One report run: the steps in order, each after what it depends on."""
 
@@ -262,17 +275,6 @@ class PersonaReport:
         return self._step("diff", settings, ["cache"], make)["latents"]
 
     # ---- the frontier -------------------------------------------------------------------------
-    def _prompting(self, persona: str) -> dict[str, Any]:
-        """In-context prompting when the contexts carry their cue in earlier turns (the first
-        vigilant turn, read by the frontier), else the vigilant system prompt."""
-        from interp.persona.contexts import CONTEXTS_FILE, read_contexts
-
-        vigilant = [c for c in read_contexts(Path(persona) / CONTEXTS_FILE) if c.cue == "vigilant"]
-        if any(c.turns for c in vigilant):
-            return {"prompting": "in-context"}
-        systems = [c.system for c in vigilant if c.system]
-        return {"prompting": "system", **({"prompt_system": systems[0]} if systems else {})}
-
     def frontier(self) -> str:
         """``frontier/frontier.json`` on the benchmark items, every seed's tuned model."""
         from interp.persona.config import FRONTIER_METHODS, FrontierConfig
@@ -290,7 +292,7 @@ class PersonaReport:
             direction_alphas=cfg.direction_alphas, sae_alphas=cfg.sae_alphas,
             n_random=cfg.n_random, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
             sample=cfg.sample, per_category=cfg.per_category, seed=cfg.seed, n_boot=cfg.n_boot,
-            device=cfg.device, model_dtype="float32", quiet=cfg.quiet, **self._prompting(persona),
+            device=cfg.device, model_dtype="float32", quiet=cfg.quiet, **prompting_options(persona),
         )  # fmt: skip
 
         def make() -> dict[str, str]:

@@ -73,6 +73,30 @@ def latent_scale(latents: dict[str, Any], latent: int | list[int]) -> float:
     return max(values) if values else 1.0
 
 
+def frontier_headlines(frontier: dict[str, Any], persona: dict[str, Any]) -> list[str]:
+    """Plain-text lines of the persona frontier (``frontier.json``): per method the ASR change
+    at the capability cost bound with its alpha and rank p among the random sets; then the
+    persona vector's chosen layer and its held-out AUROC (``persona.json``)."""
+    cap = 100 * float(frontier.get("capability_cost", 0.05))
+    lines = []
+    for name, method in frontier["methods"].items():
+        top = method["headline"]
+        change, alpha = 100 * top["asr_change_at_cap5"], top["alpha"]
+        text = (f"frontier {name} ({method['kind']}): ASR {change:+.1f} points at capability "
+                f"cost <= {cap:g} points (alpha {alpha:.3g})")  # fmt: skip
+        controls = method.get("controls") or {}
+        if method.get("random_rank_p") is not None:
+            text += f", rank p {method['random_rank_p']:.2f} among {controls.get('n')} random sets"
+        else:
+            text += ", no random control"
+        lines.append(text)
+    chosen = persona["chosen_hook"]
+    auroc = persona["auroc"][chosen]
+    lines.append(f"persona vector: chosen layer {chosen}, held-out AUROC {auroc['persona']:.3f} "
+                 f"(probe {auroc['probe']:.3f})")  # fmt: skip
+    return lines
+
+
 def write_report(out: Path, title: str) -> Path:
     """``report.html`` of the demo folder (:func:`interp.viz.dashboard.write_dashboard`)."""
     from interp.viz.dashboard import write_dashboard
