@@ -1,5 +1,5 @@
-"""The notebooks: stored without outputs; executed (01-03 on the demo folder, 04 up to its GPU
-check) with nbclient."""
+"""The notebooks: stored without outputs; executed (01-03 and 05 on the demo folder, 04 up to its
+GPU check) with nbclient."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ NAMES = (
     "02_latent_discovery.ipynb",
     "03_steering.ipynb",
     "04_real_model_gpu.ipynb",
+    "05_persona.ipynb",
 )
 
 
@@ -63,7 +64,7 @@ def test_gpu_notebook_stops_at_its_gpu_check(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES[:3])
+@pytest.mark.parametrize("name", NAMES[:3] + NAMES[4:])
 def test_organism_notebooks_execute(name, request, tmp_path):
     demo_folder = request.getfixturevalue("demo_dir")  # the session's one `vsfa demo --fast`
     notebook = execute(name, {"VSFA_DEMO_DIR": str(demo_folder)}, tmp_path)
