@@ -35,13 +35,12 @@ def _sae(d_in: int, d_sae: int = 16):
 
 def test_dashboard_on_real_stage_outputs(tiny_vlm, tiny_model_dir, tmp_path):
     from interp.analysis import diff_latents
+    from interp.cache import ActivationStore, CacheConfig, CachePrompt, cache_activations_for
     from interp.eval.generation import GenerationConfig
     from interp.eval.judges import make_judge
     from interp.eval.run import evaluate
     from interp.eval.table import write_table
-    from interp.cache import ActivationStore, CacheConfig, CachePrompt, cache_activations_for
-    from interp.steer import add_latent
-    from interp.steer import SteerConfig, steer_sweep
+    from interp.steer import SteerConfig, add_latent, steer_sweep
 
     run = tmp_path / "run"
     vlm = tiny_vlm("llava")
