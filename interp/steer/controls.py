@@ -12,8 +12,9 @@ matching in (log10 frequency, mean activation), both standardised over the live 
 * set ``j`` takes the ``j``-th draw of every chosen latent, so sets are disjoint, never hold a
   chosen latent, and never a dead one (one that never fired in the caches).
 
-:func:`rank_p` is the one-sided permutation p of an effect among random controls:
-``(1 + #random at least as extreme) / (1 + n)``; with 19 controls it can reach 0.05.
+:func:`rank_p` (from :mod:`interp.steer.report`, where the sweep ranks with it too) is the
+one-sided permutation p of an effect among random controls: ``(1 + #random at least as
+extreme) / (1 + n)``; with 19 controls it can reach 0.05.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from interp.errors import VSFAError
 from interp.sae.latents import Latents, check_latents
+from interp.steer.report import rank_p  # noqa: F401  (the controls' rank, used with them)
 
 
 @dataclass(frozen=True)
@@ -189,12 +191,3 @@ def match_random_latents(
     sets = [[draw[j] for draw in draws] for j in range(n_sets)]
     per_set = [[column[j] for column in distances] for j in range(n_sets)]
     return MatchedLatents(picked, sets, radius, per_set, seed)
-
-
-def rank_p(value: float | None, randoms: Sequence[float], *, larger: bool = False) -> float | None:
-    """``(1 + #random at least as extreme as value) / (1 + n)``: at least as large when
-    ``larger``, else at least as small (a drop); ``None`` without a value or controls."""
-    if value is None or not randoms:
-        return None
-    extreme = sum(1 for r in randoms if (r >= value if larger else r <= value))
-    return (1 + extreme) / (1 + len(randoms))

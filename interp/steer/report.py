@@ -17,15 +17,22 @@ def _value(metric: Any) -> float | None:
     return metric
 
 
+def rank_p(value: float | None, randoms: Sequence[float], *, larger: bool = False) -> float | None:
+    """``(1 + #random at least as extreme as value) / (1 + n)``: at least as large when
+    ``larger``, else at least as small (a drop); ``None`` without a value or controls."""
+    if value is None or not randoms:
+        return None
+    extreme = sum(1 for r in randoms if (r >= value if larger else r <= value))
+    return (1 + extreme) / (1 + len(randoms))
+
+
 def random_rank_p(change: float | None, random_changes: Sequence[float]) -> float | None:
     """One-sided permutation p of the chosen latent's ASR change against the random controls:
     the share of the ``n + 1`` interventions (the chosen one included) whose change is at least
     as large in the chosen one's direction. With 8 random sets the smallest possible is 1/9."""
-    if change is None or not random_changes or change == 0:
+    if change is None or change == 0:
         return None
-    sign = 1.0 if change > 0 else -1.0
-    as_large = sum(1 for other in random_changes if sign * other >= sign * change)
-    return (1 + as_large) / (1 + len(random_changes))
+    return rank_p(change, random_changes, larger=change > 0)
 
 
 def summarize_effects(
