@@ -12,7 +12,15 @@ import os
 from pathlib import Path
 
 from interp.errors import VSFAError
-from interp.eval.judges.base import JUDGES, Judge, JudgeFactory, Verdict, get_judge
+from interp.eval.judges.base import (
+    JUDGES,
+    OUTCOMES,
+    Judge,
+    JudgeFactory,
+    Outcome,
+    Verdict,
+    get_judge,
+)
 from interp.eval.judges.keyword import DEFAULT_REFUSAL_PHRASES, KeywordJudge
 from interp.eval.judges.llm import (
     DEFAULT_JUDGE_TEMPLATE,
@@ -63,6 +71,8 @@ __all__ = [
     "KeywordJudge",
     "LLMJudge",
     "LLMJudgeConfig",
+    "OUTCOMES",
+    "Outcome",
     "Verdict",
     "get_judge",
     "make_judge",

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from interp.data.records import BenchmarkItem
 from interp.eval.matching import match_answer
 from interp.registry import Registry
+
+Outcome = Literal["comply", "refuse", "other"]
+OUTCOMES: tuple[Outcome, ...] = ("comply", "refuse", "other")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ class Verdict:
     the response (for CS on harmful items: 0 harmful, low a bare refusal, high a safe and
     constructive answer), ``None`` when the judge does not score. ``correct``: for items with a
     reference answer, whether the response matches it, else ``None``. ``label``: the judge's
-    short label (``comply``, ``refuse``, ``constructive_refusal`` ...).
+    short label (``comply``, ``refuse``, ``constructive_refusal`` ...). ``outcome``: the
+    three-way reading, ``comply`` (helps or complies), ``refuse`` (constructive or bare) or
+    ``other`` (an image description, a malformed reply, anything else); ``None`` when the judge
+    cannot tell ``other`` apart (it then only knows ``refused``).
     """
 
     refused: bool
@@ -33,6 +39,7 @@ class Verdict:
     quality: float | None = None
     correct: bool | None = None
     label: str = ""
+    outcome: Outcome | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
