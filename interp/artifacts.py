@@ -11,10 +11,12 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
+import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,12 @@ from typing import Any
 import interp
 
 MANIFEST = "manifest.json"
+
+on_write: Callable[[str, Path], None] | None = None
+"""Called as ``on_write(kind, path)`` before every atomic rename (``"rename"``) and every append
+(``"append"``) of a stage's files; fault-injection tests raise here to stop a run at that point."""
+
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}(\.tmp)?$")
 
 
 _UMASK_LOCK = threading.Lock()
@@ -68,10 +76,74 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, file_mode())  # a library may have replaced the file we made
-        os.replace(tmp, target)
+        replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """``os.replace`` (atomic on one filesystem), announced to :data:`on_write` first."""
+    if on_write is not None:
+        on_write("rename", Path(target))
+    os.replace(source, target)
+
+
+def append_durably(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` in one write, flushed and fsynced (announced to :data:`on_write`)."""
+    if on_write is not None:
+        on_write("append", Path(path))
+    data = text.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_orphans(folder: str | os.PathLike, subfolders: Sequence[str] = ()) -> list[Path]:
+    """Remove the temporary files and folders (``.name.<hex>.tmp``, ``.name.<hex>``) that a
+    killed writer left in ``folder`` and its ``subfolders``; call it holding the folder's lock
+    (:func:`interp.locks.folder_lock`), so no live writer owns them. Returns what was removed."""
+    removed = []
+    root = Path(folder)
+    for place in (root, *(root / name for name in subfolders)):
+        if not place.is_dir():
+            continue
+        for path in place.iterdir():
+            if not _TEMPORARY.match(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def remove_outputs(folder: str | os.PathLike, names: Sequence[str]) -> None:
+    """Remove a stage's outputs ``names`` in ``folder``, the manifest first: a kill half-way
+    leaves a folder that no check takes for finished."""
+    root = Path(folder)
+    for name in (MANIFEST, *(n for n in names if n != MANIFEST)):
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+@contextmanager
+def stage_folder(folder: str | os.PathLike, subfolders: Sequence[str] = ()) -> Iterator[Path]:
+    """Hold ``folder``'s writer lock and clear the orphans of earlier killed runs in it."""
+    from interp.locks import folder_lock
+
+    with folder_lock(folder):
+        remove_orphans(folder, subfolders)
+        yield Path(folder)
 
 
 def make_temporary_dir(target: str | os.PathLike) -> Path:

@@ -2,11 +2,15 @@
 
 Responses go to ``generations.jsonl``, one record per (item, sample), appended one whole batch
 at a time (a single write, flushed and fsynced). After a crash or Ctrl-C, the next call reads
-the records already there (dropping a torn last line), skips them and generates only the rest,
-so no item is lost or generated twice, and the batches (hence the outputs) are the same as in
-an uninterrupted run. A sidecar ``generations.meta.json`` holds the fingerprint of the setup
-(model, adapter, decoding settings, system text, prompt suffix); resuming with a different setup
-is refused instead of silently mixing responses.
+the records already there (dropping a torn last line and any record written twice), skips them
+and generates only the rest, so no item is lost or generated twice. The batches are cut from the
+full list of (item, sample) pairs, never from what is left to do: a sampled batch's seed comes
+from its first pair, and a batch that was only partly on disk is generated again whole (keeping
+only its missing records), so a resumed run equals an uninterrupted one whatever the kill point.
+A sidecar ``generations.meta.json`` holds the fingerprint of the setup (model, adapter, their
+content hashes, decoding settings, system text, prompt suffix); resuming with a different
+setting is refused in one line naming it, and generations made from inputs whose content has
+changed since (a retrained adapter at the same path) are discarded and made again.
 
 An unreadable image becomes a ``skipped`` record with its reason; the run goes on.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
@@ -24,9 +29,16 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from interp.artifacts import json_sha256, read_json, write_json_atomic, write_text_atomic
+from interp.artifacts import (
+    append_durably,
+    json_sha256,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
+from interp.locks import folder_lock
 
 HookFactory = Callable[[], AbstractContextManager]
 
@@ -34,12 +46,14 @@ HookFactory = Callable[[], AbstractContextManager]
 @dataclass
 class GenerationConfig:
     """Decoding settings. Greedy by default; sampling draws ``samples_per_item`` samples per item
-    with seeds derived from ``seed`` (per batch, so reruns are reproducible)."""
+    with seeds derived from ``seed`` (per batch of the full item list, so reruns and resumed
+    runs are reproducible; with sampling the draws also depend on ``batch_size``)."""
 
     max_new_tokens: int = 64
     """tokens generated per response"""
     batch_size: int = 8
-    """items per generation batch (changes speed, not the responses)"""
+    """items per generation batch (changes speed, not greedy responses; sampled draws are seeded
+    per batch)"""
     do_sample: bool = False
     """sample instead of greedy decoding"""
     temperature: float = 1.0
@@ -67,11 +81,11 @@ class GenerationConfig:
             raise VSFAError("sampling needs --temperature > 0 and 0 < --top-p <= 1")
 
     def fingerprint(self) -> dict[str, Any]:
-        """What decides the responses (batch size only changes speed, so resuming after an
-        out-of-memory error with a smaller batch is allowed)."""
+        """What decides the responses (for greedy decoding the batch size only changes speed,
+        so resuming after an out-of-memory error with a smaller batch is allowed)."""
         data = asdict(self)
-        data.pop("batch_size")
         if not self.do_sample:
+            data.pop("batch_size")
             for key in ("temperature", "top_p", "seed"):
                 data.pop(key)
         return data
@@ -83,12 +97,20 @@ def meta_path(out_path: Path) -> Path:
 
 def read_generations(out_path: str | os.PathLike) -> list[dict[str, Any]]:
     """The complete records of a generations file; a torn last line (crash mid-write) is
-    dropped and the file repaired."""
+    dropped, a record written twice (same key and sample) is kept once, and the file is
+    repaired."""
     path = Path(out_path)
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError as error:
+        raise VSFAError(
+            f"{path} is not UTF-8 text (byte {error.start}); use another --out or --overwrite"
+        ) from None
     records: list[dict[str, Any]] = []
+    kept: list[str] = []
+    seen: set[tuple[Any, Any]] = set()
     good = 0
     for line in lines:
         if not line.endswith("\n"):
@@ -99,44 +121,77 @@ def read_generations(out_path: str | os.PathLike) -> list[dict[str, Any]]:
             break
         if not isinstance(record, dict) or "key" not in record:
             break
-        records.append(record)
         good += 1
-    if good != len(lines):
-        write_text_atomic(path, "".join(lines[:good]))
+        identity = (record["key"], record.get("sample", 0))
+        if identity in seen:
+            continue
+        seen.add(identity)
+        records.append(record)
+        kept.append(line)
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(kept))
     return records
 
 
 def _append(path: Path, records: list[dict[str, Any]]) -> None:
-    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_durably(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def _check_setup(out_path: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
+def _changed(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted names of the settings that differ between two fingerprints."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        names: list[str] = []
+        for key in sorted({*before, *after}):
+            names += _changed(before.get(key), after.get(key), f"{prefix}{key}.")
+        return names
+    return [] if before == after else [prefix.rstrip(".")]
+
+
+def _at(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _check_setup(
+    out_path: Path, fingerprint: dict[str, Any], overwrite: bool, quiet: bool = False
+) -> None:
     meta = meta_path(out_path)
     key = json_sha256(fingerprint)
-    if overwrite:
-        for path in (out_path, meta):
-            if path.exists():
-                path.unlink()
-    if out_path.exists() and meta.exists():
+    if out_path.exists() and meta.exists() and not overwrite:
         existing = read_json(meta)
         if existing.get("key") != key:
             before = existing.get("setup") or {}
-            changed = sorted(
-                k for k in {*before, *fingerprint} if before.get(k) != fingerprint.get(k)
-            )
-            raise VSFAError(
-                f"{out_path} holds generations from a different setup (changed: "
-                f"{', '.join(changed) or 'unknown'}); use another --out folder or --overwrite"
-            )
-    elif out_path.exists() and out_path.stat().st_size > 0:
+            changed = _changed(before, fingerprint)
+            if changed and all(name.startswith("inputs") for name in changed):
+                if not quiet:
+                    print(
+                        f"{out_path}: the model or data changed since these generations were "
+                        "made; generating again",
+                        file=sys.stderr,
+                    )
+                overwrite = True
+            else:
+                top = sorted({name.split(".")[0] for name in changed})
+                detail = "; ".join(
+                    f"{name}: {_at(before, name)!r} -> {_at(fingerprint, name)!r}"
+                    for name in changed[:3]
+                    if not name.startswith("inputs")
+                )
+                raise VSFAError(
+                    f"{out_path} holds generations from a different setup (changed: "
+                    f"{', '.join(top) or 'unknown'}); {detail}; use another --out folder or "
+                    "--overwrite"
+                )
+    elif out_path.exists() and out_path.stat().st_size > 0 and not overwrite:
         raise VSFAError(
             f"{out_path} exists without {meta.name}; cannot tell how it was made. Use another "
             "--out folder or --overwrite"
         )
+    if overwrite:
+        for path in (meta, out_path):
+            if path.exists():
+                path.unlink()
     write_json_atomic(meta, {"key": key, "setup": fingerprint})
 
 
@@ -207,12 +262,56 @@ def generate_responses(
         The records of ``items`` (each ``{key, benchmark, id, category, kind, sample, prompt,
         image, response, skipped, reason, new_tokens}``) in item order.
     """
-    from interp.images import open_image
-
     config = config or GenerationConfig()
     config.validate()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out.parent):
+        return _generate(
+            vlm, items, out, config, system=system, suffix=suffix, hooks=hooks, quiet=quiet,
+            overwrite=overwrite, fingerprint_extra=fingerprint_extra,
+        )  # fmt: skip
+
+
+def content_inputs(vlm: Any, prints: Any = None) -> dict[str, str | None]:
+    """Content fingerprints of the model and adapter behind ``vlm`` (see
+    :mod:`interp.fingerprint`); ``prints`` a :class:`~interp.fingerprint.Fingerprints`."""
+    from interp.fingerprint import Fingerprints, model_inputs
+    from interp.models.loading import resolve_run_dir
+
+    adapter = None if vlm.adapter_path is None else resolve_run_dir(vlm.adapter_path)[1]
+    return model_inputs(prints or Fingerprints(), vlm.name_or_path, adapter)
+
+
+def _batches(
+    pairs: list[tuple[BenchmarkItem, int]], done: dict[tuple[str, int], Any], config: Any
+) -> list[list[tuple[BenchmarkItem, int]]]:
+    """The batches still to generate. Greedy: the missing pairs in order, ``batch_size`` at a
+    time. Sampled: every batch of the full pair list with a pair missing, whole (its seed and
+    its draws depend on all its rows)."""
+    size = config.batch_size
+    if not config.do_sample:
+        pending = [(item, s) for item, s in pairs if (item.key, s) not in done]
+        return [pending[i : i + size] for i in range(0, len(pending), size)]
+    grid = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+    return [b for b in grid if any((item.key, s) not in done for item, s in b)]
+
+
+def _generate(
+    vlm: Any,
+    items: Sequence[BenchmarkItem],
+    out: Path,
+    config: GenerationConfig,
+    *,
+    system: str | None,
+    suffix: str | None,
+    hooks: Sequence[HookFactory],
+    quiet: bool,
+    overwrite: bool,
+    fingerprint_extra: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    from interp.images import open_image
+
     fingerprint = {
         "model": vlm.name_or_path,
         "adapter": vlm.adapter_path,
@@ -220,21 +319,22 @@ def generate_responses(
         "system": system,
         "suffix": suffix,
         "hooks": len(hooks),
+        "inputs": content_inputs(vlm),
         **(fingerprint_extra or {}),
     }
-    _check_setup(out, fingerprint, overwrite)
+    _check_setup(out, fingerprint, overwrite, quiet)
     done = {(r["key"], r["sample"]): r for r in read_generations(out)}
     pairs = [(item, s) for item in items for s in range(config.samples_per_item)]
     keys = [item.key for item in items]
     if len(set(keys)) != len(keys):
         raise VSFAError("benchmark items have duplicate keys; each benchmark/id must be unique")
-    pending = [(item, s) for item, s in pairs if (item.key, s) not in done]
+    batches = _batches(pairs, done, config)
+    missing = sum(1 for item, s in pairs if (item.key, s) not in done)
     bar = tqdm(
-        total=len(pairs), initial=len(pairs) - len(pending), desc="generating",
+        total=len(pairs), initial=len(pairs) - missing, desc="generating",
         disable=quiet, unit="item",
     )  # fmt: skip
-    for start in range(0, len(pending), config.batch_size):
-        batch = pending[start : start + config.batch_size]
+    for batch in batches:
         records: list[dict[str, Any]] = []
         runnable: list[tuple[int, Any]] = []
         for item, sample in batch:
@@ -278,9 +378,11 @@ def generate_responses(
                 records[index]["new_tokens"] = (
                     int((ids != pad).sum()) if pad is not None else len(ids)
                 )
-        _append(out, records)
-        for record in records:
+        new = [r for r in records if (r["key"], r["sample"]) not in done]
+        if new:
+            _append(out, new)
+        for record in new:
             done[(record["key"], record["sample"])] = record
-        bar.update(len(batch))
+        bar.update(len(new))
     bar.close()
     return [done[(item.key, s)] for item, s in pairs]

@@ -2,8 +2,9 @@
 
 A result folder holds ``generations.jsonl`` (+ ``generations.meta.json``), ``judged.jsonl``,
 ``metrics.json`` and ``manifest.json``. An evaluation whose folder already holds complete
-results from the same manifest (model, adapter, items, decoding, defense, judge, label) is not
-redone unless ``force``.
+results from the same manifest (model, adapter, items, decoding, defense, judge, label, and the
+content hashes of the model, adapter and item images) is not redone unless ``force``, which
+removes the old results first. One writer at a time: the folder is locked while it is written.
 """
 
 from __future__ import annotations
@@ -22,14 +23,24 @@ from interp.artifacts import (
     make_manifest,
     output_is_current,
     read_json,
+    remove_outputs,
+    stage_folder,
     write_json_atomic,
     write_text_atomic,
 )
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
-from interp.eval.generation import GenerationConfig, HookFactory, generate_responses
+from interp.eval.generation import (
+    GenerationConfig,
+    HookFactory,
+    content_inputs,
+    generate_responses,
+)
 from interp.eval.judges import Judge, Verdict
 from interp.eval.metrics import compute_metrics
+from interp.fingerprint import Fingerprints, known_stats
+
+OUTPUTS = ("generations.jsonl", "generations.meta.json", "judged.jsonl", "metrics.json")
 
 # AdaShield-S: the static defense prompt published with AdaShield (Wang et al., ECCV 2024;
 # SaFoLab-WISC/AdaShield, prompts/static_defense_prompt.txt), appended to the user's query.
@@ -135,9 +146,41 @@ def evaluate(
         "n_boot": n_boot,
         "items": json_sha256([item.to_dict() for item in items]),
     }
-    manifest = make_manifest("eval", config, seed=generation.seed)
-    if not force and output_is_current(out, manifest) and (out / "metrics.json").exists():
-        return read_json(out / "metrics.json")
+    with stage_folder(out):
+        prints = Fingerprints(known_stats(out / MANIFEST))
+        inputs = content_inputs(vlm, prints)
+        inputs["images"] = prints.paths(item.image_path for item in items)
+        manifest = make_manifest("eval", config, inputs=inputs, seed=generation.seed)
+        manifest["input_files"] = prints.stats
+        if force:
+            remove_outputs(out, OUTPUTS)
+        elif output_is_current(out, manifest) and (out / "metrics.json").exists():
+            return read_json(out / "metrics.json")
+        return _evaluate(
+            vlm, items, out, manifest, judge=judge, generation=generation, label=label,
+            system=system, defense_name=defense_name, defense_text=defense_text, hooks=hooks,
+            n_boot=n_boot, overwrite=overwrite, quiet=quiet,
+        )  # fmt: skip
+
+
+def _evaluate(
+    vlm: Any,
+    items: Sequence[BenchmarkItem],
+    out: Path,
+    manifest: dict[str, Any],
+    *,
+    judge: Judge,
+    generation: GenerationConfig,
+    label: dict[str, Any],
+    system: str | None,
+    defense_name: str | None,
+    defense_text: str | None,
+    hooks: Sequence[HookFactory],
+    n_boot: int,
+    overwrite: bool,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Generate, judge and write the results of :func:`evaluate` (the folder locked)."""
     started = time.time()
     records = generate_responses(
         vlm, items, out / "generations.jsonl", generation,
