@@ -2,8 +2,9 @@
 
 Each stage keeps its commands in ``interp/<stage>/commands.py`` with a ``register(app)``; the
 command modules import only typer and their configs, and load torch, transformers and sae_lens
-inside the command body, so ``vsfa --help`` starts fast. A :class:`~interp.errors.VSFAError` is
-printed as one line (no traceback) with exit code 2.
+inside the command body, so ``vsfa --help`` starts fast. A :class:`~interp.errors.VSFAError` and
+a usage error (an option out of its range, an unknown option) are printed as one line (no
+traceback, no usage box) with exit code 2.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ import sys
 
 import typer
 
+try:  # typer vendors click from 0.26 on
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on the user's click
+    from click import exceptions as click_errors
+
 from interp.analysis import commands as analysis_commands
 from interp.cache import commands as cache_commands
 from interp.data import commands as data_commands
-from interp.errors import VSFAError
+from interp.errors import VSFAError, one_line
 from interp.eval import commands as eval_commands
 from interp.models import commands as models_commands
 from interp.organism import commands as organism_commands
@@ -54,10 +60,24 @@ for stage in (
 
 def main() -> None:
     try:
-        app()
-    except VSFAError as error:
-        typer.echo(f"error: {error}", err=True)
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click_errors.UsageError as error:
+        typer.echo(f"error: {one_line(error.format_message())} (see --help)", err=True)
         sys.exit(2)
+    except click_errors.ClickException as error:
+        typer.echo(f"error: {one_line(error.format_message())}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    except VSFAError as error:
+        typer.echo(f"error: {one_line(str(error))}", err=True)
+        sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -18,3 +18,8 @@ class UnsupportedFamilyError(VSFAError):
 
 class HookNameError(VSFAError):
     """A hook name that the loaded model does not have."""
+
+
+def one_line(message: str) -> str:
+    """A message on one line (a library's multi-line text joined with spaces)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
