@@ -33,6 +33,11 @@ class DiffConfig:
     """permutations of the sign-flip test"""
     alpha: float = 0.05
     """significance level (Benjamini-Hochberg adjusted p-values)"""
+    min_effect_size: float = 0.2
+    """smallest |Cohen's d_z| (paired, over prompts) that counts as significant"""
+    min_relative_delta: float = 0.01
+    """smallest |delta|, as a fraction of the latent's mean activation, that counts as
+    significant"""
     select: int = 1
     """latents the selection rule picks"""
     n_runners_up: int = 5
@@ -77,6 +82,8 @@ class DiffConfig:
             raise VSFAError("--examples must be at least 1")
         if not 0 < self.alpha < 1:
             raise VSFAError(f"--alpha {self.alpha}: expected a level between 0 and 1")
+        if not (self.min_effect_size >= 0 and self.min_relative_delta >= 0):
+            raise VSFAError("--min-effect-size and --min-relative-delta must be 0 or more")
         if not self.benign_penalty >= 0:
             raise VSFAError(f"--benign-penalty {self.benign_penalty}: expected a weight >= 0")
         if self.split not in SPLITS:

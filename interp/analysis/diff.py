@@ -34,7 +34,8 @@ from interp.analysis.sources import (
     resolve_hook,
 )
 from interp.analysis.split import PromptSplit, split_prompts
-from interp.analysis.stats import SubsetStats, subset_stats
+from interp.analysis.stats import SubsetStats, significance_rule, significant, subset_stats
+from interp.analysis.views import density_histogram
 from interp.errors import VSFAError
 
 __all__ = ["DiffConfig", "diff_latents"]
@@ -108,9 +109,11 @@ class _Part:
             name: subset_stats(base_pm, tuned_pm, rows, cfg) for name, rows in self.subsets.items()
         }
 
-    def n_significant_increased(self, alpha: float) -> int:
+    def n_significant_increased(self, cfg: DiffConfig) -> int:
         overall = self.stats["all"]
-        return int(((overall.delta > 0) & (overall.p_adjusted < alpha)).sum())
+        floors = {"alpha": cfg.alpha, "min_effect_size": cfg.min_effect_size,
+                  "min_relative_delta": cfg.min_relative_delta}  # fmt: skip
+        return int(((overall.delta > 0) & significant(overall, **floors)).sum())
 
     def row(self, i: int) -> dict[str, Any]:
         overall = self.stats["all"]
@@ -205,6 +208,8 @@ def diff_latents(
         n_runners_up=cfg.n_runners_up,
         benign_penalty=cfg.benign_penalty,
         held_out=None if held is None else held.stats,
+        min_effect_size=cfg.min_effect_size,
+        min_relative_delta=cfg.min_relative_delta,
     )
     selection["rule_parameters"].update(test=cfg.test, split=split.kind)
 
@@ -220,13 +225,16 @@ def diff_latents(
     details = latent_details(
         sae, base, tuned, hook, detailed, cfg, tokenizer, unembedding, part_of=part_of
     )
+    freq = {side: sides[side]["freq"].numpy() for side in ("base", "tuned")}
+    for key, entry in details.items():
+        entry["density"] = {side: float(freq[side][int(key)]) for side in freq}
     split_info = dict(split.info)
     split_info["prompt_kinds"] = {
         name: {kind: len(rows) for kind, rows in part.subsets.items()}
         for name, part in parts.items()
     }
     split_info["n_significant_increased"] = {
-        name: part.n_significant_increased(cfg.alpha) for name, part in parts.items()
+        name: part.n_significant_increased(cfg) for name, part in parts.items()
     }
     result: dict[str, Any] = {
         "sae": sae_name,
@@ -238,7 +246,10 @@ def diff_latents(
         "prompt_kinds": {name: len(rows) for name, rows in prompt_subsets(paired.kinds).items()},
         "test": cfg.test,
         "alpha": cfg.alpha,
-        "n_significant_increased": chosen.n_significant_increased(cfg.alpha),
+        "min_effect_size": cfg.min_effect_size,
+        "min_relative_delta": cfg.min_relative_delta,
+        "significance": significance_rule(cfg),
+        "n_significant_increased": chosen.n_significant_increased(cfg),
         "split": split_info,
         "selection_ids": split.selection_ids,
         "eval_ids": split.eval_ids,
@@ -246,6 +257,7 @@ def diff_latents(
         "selected": selection,
         "example_rule": EXAMPLE_RULE,
         "details": details,
+        "density": density_histogram(freq),
         "diff_of_means": _diff_of_means(base, tuned, hook, sides, split, cfg),
         "config": dataclasses.asdict(cfg),
         "sources": {

@@ -1,9 +1,12 @@
-"""Evidence for a latent: top-activating tokens in context, activation histograms, and the
-tokens its decoder direction promotes and suppresses through the unembedding."""
+"""Evidence for a latent: top-activating tokens in context (each with its whole context's
+activations and, on an image, its activation per image patch), examples from activation-quantile
+bins, activation histograms, the nearest latents by decoder cosine, and the tokens its decoder
+direction promotes and suppresses through the unembedding."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -11,7 +14,30 @@ import torch
 from interp.analysis.config import DiffConfig
 from interp.analysis.examples import SIDES, RowIndex, top_examples
 from interp.analysis.sources import ActivationSource, encode_columns, prompt_key
+from interp.analysis.views import PromptRows, decoder_neighbours, example_views, quantile_examples
 from interp.sae.latents import latent_direction
+
+
+@lru_cache(maxsize=1024)
+def _image_size(path: str) -> tuple[int, int] | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def _with_views(examples, values, prompt_rows, contexts) -> None:
+    """Add each example's context activations and image patches (in place)."""
+    for example in examples:
+        side = example["source"]
+        image = example.get("image")
+        size = _image_size(str(image)) if image else None
+        example.update(
+            example_views(example, values[side], prompt_rows[side], contexts[side].spaced, size)
+        )
 
 
 def _token_text(tokenizer: Any, token_id: int) -> str:
@@ -29,6 +55,7 @@ class _Contexts:
         self.tokenizer = tokenizer
         self.width = width
         self._piece: dict[int, str] = {}
+        self._after: dict[tuple[int, int], str] = {}
 
     def piece(self, token_id: int, part: int | None = None) -> str:
         if part == 0:
@@ -36,6 +63,19 @@ class _Contexts:
         if token_id not in self._piece:
             self._piece[token_id] = _token_text(self.tokenizer, token_id)
         return self._piece[token_id]
+
+    def spaced(self, token_id: int, previous: int | None) -> str:
+        """The text ``token_id`` adds after ``previous`` (with the space a tokenizer puts
+        between them); the token alone at the start or without a tokenizer."""
+        if previous is None or self.tokenizer is None:
+            return self.piece(token_id)
+        key = (previous, token_id)
+        if key not in self._after:
+            first, pair = self._decode([previous]), self._decode([previous, token_id])
+            self._after[key] = (
+                pair[len(first) :] if pair.startswith(first) else self.piece(token_id)
+            )
+        return self._after[key]
 
     def __call__(self, row: int) -> dict[str, Any]:
         prompt_index = int(self.tokens["prompt_index"][row])
@@ -70,6 +110,7 @@ class _Contexts:
             "context": before + token + after,
             "token_start": len(before),
             "token_end": len(before) + len(token),
+            "position": position,
         }
 
     def _decode(self, ids: Sequence[int]) -> str:
@@ -151,9 +192,11 @@ def latent_details(
     part_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evidence per latent: top-activating tokens in context from both caches
-    (:func:`interp.analysis.examples.top_examples`), activation histograms per side, and the
-    logit effect of its decoder row (with an ``unembedding``). ``part_of`` tags each example
-    with its prompt's split."""
+    (:func:`interp.analysis.examples.top_examples`), examples per activation-quantile bin, each
+    example's context activations and image patches (:mod:`interp.analysis.views`), activation
+    histograms per side, the nearest latents by decoder cosine, and the logit effect of its
+    decoder row (with an ``unembedding``). ``part_of`` tags each example with its prompt's
+    split."""
     if not latents:
         return {}
     stores = {"base": base, "tuned": tuned}
@@ -165,10 +208,18 @@ def latent_details(
         side: _Contexts(store, tokenizer, cfg.context_tokens) for side, store in stores.items()
     }
     rows = _row_indexes(stores)
+    prompt_rows = {side: PromptRows(store) for side, store in stores.items()}
+    neighbours = decoder_neighbours(sae, latents)
     details: dict[str, Any] = {}
     for column, latent in enumerate(latents):
         values = {side: columns[side][:, column].double().numpy() for side in SIDES}
         entry: dict[str, Any] = top_examples(values, rows, contexts, cfg.examples, part_of)
+        template = {side: rows[side].template_rows(values[side])[0] for side in SIDES}
+        entry["quantiles"] = quantile_examples(values, template, contexts, seed=cfg.seed + latent)
+        _with_views(entry["top_examples"], values, prompt_rows, contexts)
+        for bin_ in entry["quantiles"]:
+            _with_views(bin_["examples"], values, prompt_rows, contexts)
+        entry["neighbours"] = neighbours.get(str(latent), [])
         entry["histogram"] = {
             source: _histogram(columns[source][:, column], cfg.histogram_values, cfg.seed)
             for source in SIDES

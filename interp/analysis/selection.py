@@ -11,19 +11,21 @@ from typing import Any
 
 import numpy as np
 
-from interp.analysis.stats import SubsetStats
+from interp.analysis.stats import SubsetStats, significant
 
 HARMFUL, BENIGN = "harmful", "benign"
 
 SELECTION_RULE = (
     "candidates: latents whose per-prompt mean activation rose significantly on harmful prompts "
-    "(paired test, Benjamini-Hochberg adjusted p < {alpha}); score = increase on harmful "
-    "prompts - {penalty} x max(0, increase on benign prompts); highest score first"
+    "(paired test, Benjamini-Hochberg adjusted p < {alpha}, |Cohen's d_z| >= {effect}, increase "
+    ">= {relative}% of the mean activation); score = increase on harmful prompts - {penalty} x "
+    "max(0, increase on benign prompts); highest score first"
 )
 SELECTION_RULE_ALL = (
     "no harmful/benign split in the prompts: candidates are latents whose per-prompt mean "
-    "activation rose significantly over all prompts (paired test, BH-adjusted p < {alpha}); "
-    "score = increase; highest first"
+    "activation rose significantly over all prompts (paired test, BH-adjusted p < {alpha}, "
+    "|Cohen's d_z| >= {effect}, increase >= {relative}% of the mean activation); score = "
+    "increase; highest first"
 )
 
 
@@ -31,19 +33,30 @@ SPLIT_NOTE = " (statistics of the selection split only: selection_ids; eval_ids 
 
 
 def selection_scores(
-    stats: dict[str, SubsetStats], *, alpha: float = 0.05, benign_penalty: float = 1.0
+    stats: dict[str, SubsetStats],
+    *,
+    alpha: float = 0.05,
+    benign_penalty: float = 1.0,
+    min_effect_size: float = 0.2,
+    min_relative_delta: float = 0.01,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """The rule's score and candidate mask of every latent on one split, and the rule's text."""
+    """The rule's score and candidate mask of every latent on one split, and the rule's text.
+
+    A candidate rose and is significant by :func:`interp.analysis.stats.significant` (adjusted
+    p, effect size and relative change, all three)."""
+    floors = {"alpha": alpha, "min_effect_size": min_effect_size,
+              "min_relative_delta": min_relative_delta}  # fmt: skip
+    text = {"alpha": alpha, "effect": min_effect_size, "relative": f"{100 * min_relative_delta:g}"}
     harmful = stats.get(HARMFUL)
     if harmful is not None and harmful.n >= 2:
         benign = stats.get(BENIGN)
         penalty = np.maximum(benign.delta, 0) if benign is not None and benign.n else 0.0
         score = harmful.delta - benign_penalty * penalty
-        candidate = (harmful.delta > 0) & (harmful.p_adjusted < alpha)
-        return score, candidate, SELECTION_RULE.format(alpha=alpha, penalty=benign_penalty)
+        candidate = (harmful.delta > 0) & significant(harmful, **floors)
+        return score, candidate, SELECTION_RULE.format(penalty=benign_penalty, **text)
     overall = stats["all"]
-    candidate = (overall.delta > 0) & (overall.p_adjusted < alpha)
-    return overall.delta.copy(), candidate, SELECTION_RULE_ALL.format(alpha=alpha)
+    candidate = (overall.delta > 0) & significant(overall, **floors)
+    return overall.delta.copy(), candidate, SELECTION_RULE_ALL.format(**text)
 
 
 def select_latents(
@@ -54,6 +67,8 @@ def select_latents(
     n_runners_up: int = 5,
     benign_penalty: float = 1.0,
     held_out: dict[str, SubsetStats] | None = None,
+    min_effect_size: float = 0.2,
+    min_relative_delta: float = 0.01,
 ) -> dict[str, Any]:
     """Pick the candidate persona latent(s) (rule in ``SELECTION_RULE``) and the runners-up.
 
@@ -63,7 +78,13 @@ def select_latents(
     statistics on the eval prompts, adds the rule's scores there (``eval``): whether what was
     selected replicates on prompts that did not select it.
     """
-    score, candidate, rule = selection_scores(stats, alpha=alpha, benign_penalty=benign_penalty)
+    floors = {
+        "alpha": alpha,
+        "benign_penalty": benign_penalty,
+        "min_effect_size": min_effect_size,
+        "min_relative_delta": min_relative_delta,
+    }
+    score, candidate, rule = selection_scores(stats, **floors)
     order = np.argsort(-score, kind="stable")
     ranked = [int(i) for i in order if candidate[i]]
     selected = ranked[:n_select]
@@ -76,6 +97,8 @@ def select_latents(
         "rule": rule if held_out is None else rule + SPLIT_NOTE,
         "rule_parameters": {
             "alpha": alpha,
+            "min_effect_size": min_effect_size,
+            "min_relative_delta": min_relative_delta,
             "benign_penalty": benign_penalty,
             "n_select": n_select,
             "n_runners_up": n_runners_up,
@@ -88,7 +111,7 @@ def select_latents(
         "significant": {str(i): bool(candidate[i]) for i in listed},
     }
     if held_out is not None:
-        score, candidate, _ = selection_scores(held_out, alpha=alpha, benign_penalty=benign_penalty)
+        score, candidate, _ = selection_scores(held_out, **floors)
         result["eval"] = {
             "scores": {str(i): float(score[i]) for i in listed},
             "significant": {str(i): bool(candidate[i]) for i in listed},

@@ -4,6 +4,12 @@ Each prompt's mean activation in the base and in the tuned cache form a pair. Si
 paired t-test over prompts (scipy, vectorised over latents), a Wilcoxon signed-rank test, or a
 sign-flip permutation test (``test="permutation"``, also the fallback when scipy is missing);
 p-values are adjusted for the number of latents tested with Benjamini-Hochberg.
+
+A change is *significant* (:func:`significant`) only when three things hold at once: the
+adjusted p is below ``alpha``, the paired effect size ``|d_z|`` reaches ``min_effect_size``, and
+``|delta|`` reaches ``min_relative_delta`` of the latent's mean activation. Many prompts make a
+tiny, consistent change "significant" by p alone; the two floors keep noise from being called
+a finding.
 """
 
 from __future__ import annotations
@@ -94,6 +100,35 @@ class SubsetStats:
     p_value: np.ndarray
     p_adjusted: np.ndarray
     effect_size: np.ndarray
+    mean: np.ndarray
+    """mean activation over the subset's prompts, base and tuned together"""
+
+
+def significant(
+    stats: SubsetStats,
+    *,
+    alpha: float = 0.05,
+    min_effect_size: float = 0.2,
+    min_relative_delta: float = 0.01,
+) -> np.ndarray:
+    """Per latent: adjusted p < ``alpha`` and ``|d_z| >= min_effect_size`` and
+    ``|delta| >= min_relative_delta * mean activation`` (a change in either direction)."""
+    big_enough = np.abs(stats.delta) >= min_relative_delta * np.abs(stats.mean)
+    return (
+        (stats.p_adjusted < alpha)
+        & (np.abs(stats.effect_size) >= min_effect_size)
+        & big_enough
+        & (stats.delta != 0)
+    )
+
+
+def significance_rule(cfg: DiffConfig) -> str:
+    """The text of :func:`significant` with the thresholds of ``cfg``."""
+    return (
+        f"Benjamini-Hochberg adjusted p < {cfg.alpha:g} and |Cohen's d_z| >= "
+        f"{cfg.min_effect_size:g} and |delta| >= {100 * cfg.min_relative_delta:g}% of the "
+        "mean activation"
+    )
 
 
 def subset_stats(
@@ -109,4 +144,5 @@ def subset_stats(
         p_value=p,
         p_adjusted=benjamini_hochberg(p),
         effect_size=effect_size(t - b),
+        mean=(t + b).mean(0) / 2 if len(rows) else np.zeros(base.shape[1]),
     )
