@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from interp.errors import VSFAError
+from interp.registry import Registry
 
 Method = Literal["lora", "full", "vlguard", "none"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
@@ -22,11 +25,16 @@ SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
 DEFAULT_LR = {"lora": 2e-4, "vlguard": 2e-4, "full": 2e-5, "none": 0.0}
 
 # Fields that do not change the trained weights (left out of the resume / skip key).
-NON_RESULT_FIELDS = ("out", "quiet", "save_every", "log_every", "overwrite", "threads")
+NON_RESULT_FIELDS = (
+    "out", "quiet", "save_every", "log_every", "overwrite", "threads",
+    "monitor", "monitor_every", "monitor_bench", "monitor_judge", "monitor_items", "monitor_sample",
+)  # fmt: skip
 
 # Fields that must be whole numbers of at least 1 (``None`` allowed for the optional ones).
-AT_LEAST_ONE = ("lora_r", "lora_alpha", "epochs", "batch_size", "grad_accum", "log_every")
-AT_LEAST_ONE_OR_NONE = ("max_steps", "limit", "max_length", "threads")
+AT_LEAST_ONE = (
+    "lora_r", "lora_alpha", "epochs", "batch_size", "grad_accum", "log_every", "monitor_items",
+)  # fmt: skip
+AT_LEAST_ONE_OR_NONE = ("max_steps", "limit", "max_length", "threads", "monitor_every")
 
 
 @dataclass
@@ -97,6 +105,23 @@ class TrainConfig:
     threads: int | None = None
     """CPU threads for this run (restored afterwards); on a shared or busy machine 1 is often
     much faster than the default, which oversubscribes the cores"""
+    monitor: str | None = None
+    """persona folder (vsfa persona extract) to watch during training: the projection onto its
+    persona vector, its selected latents' activation and the probe items' ASR and capability
+    go to monitor.jsonl at the start, every --monitor-every steps and at the end"""
+    monitor_every: int | None = None
+    """monitor every N optimizer steps (default: at every --save-every checkpoint)"""
+    monitor_bench: str | None = None
+    """benchmark spec (NAME or NAME=PATH) whose items give the monitor's ASR and capability
+    (default: none, only the persona signals)"""
+    monitor_judge: str = "keyword"
+    """judge of the monitor's replies (a registered name); a judge naming its comply and refuse
+    openings gets the exact teacher-forced comply share without sampling"""
+    monitor_items: int = 32
+    """probe items drawn (seeded) from each kind of --monitor-bench: harmful for ASR, items
+    with a reference for capability"""
+    monitor_sample: bool = False
+    """sample replies for the monitor's ASR even when the judge names its openings"""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -155,3 +180,23 @@ class TrainConfig:
         if unknown:
             raise VSFAError(f"unknown training options {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+StepCallback = Callable[[int, Any, int], None]
+"""``callback(step, vlm, total_steps)``: called by the training loop before its first step and
+after every optimizer step (``vlm.model`` is the model being trained)."""
+
+TRAINING_MONITORS: Registry[Callable[[TrainConfig, Path], StepCallback]] = Registry(
+    "training monitor"
+)
+"""Factories of the step callback that ``TrainConfig.monitor`` turns on (the monitor stage
+registers ``persona`` when it is imported)."""
+
+
+def step_monitors(config: TrainConfig, out: Path) -> list[StepCallback]:
+    """The callbacks ``config.monitor`` asks for (none without it)."""
+    if not config.monitor:
+        return []
+    if "persona" not in TRAINING_MONITORS:
+        raise VSFAError("--monitor needs the monitor stage: import interp.monitor first")
+    return [TRAINING_MONITORS.get("persona")(config, out)]

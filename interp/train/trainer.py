@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,21 @@ from interp.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from interp.train.config import TrainConfig
+from interp.train.config import StepCallback, TrainConfig, step_monitors
 from interp.train.data import MicroBatches, answer_tokens, collate, load_examples, tokenize_examples
 from interp.train.model import answer_loss_sum, prepare_model, save_result
 from interp.train.outputs import finish_run, prepare_run_dir, train_manifest, world_size
 
 
-def train(config: TrainConfig, *, stop_after: int | None = None) -> Path:
+def train(
+    config: TrainConfig, *, stop_after: int | None = None, on_step: Sequence[StepCallback] = ()
+) -> Path:
     """Run (or resume, or skip when already done) one fine-tuning run; returns the run folder.
 
     ``stop_after``: stop after this many optimizer steps of this call, leaving a checkpoint
-    (a run split across time-limited jobs; running again continues it).
+    (a run split across time-limited jobs; running again continues it). ``on_step``:
+    ``callback(step, vlm, total_steps)`` run on the main process before the first step of this
+    call and after every optimizer step (``config.monitor`` adds the registered training monitor).
     """
     out = Path(config.out)
     manifest = train_manifest(config)
@@ -71,14 +76,15 @@ def train(config: TrainConfig, *, stop_after: int | None = None) -> Path:
         return out
     try:
         with cpu_threads(config.threads):
-            return _train(config, out, manifest, key, stop_after)
+            return _train(config, out, manifest, key, stop_after, on_step)
     except torch.OutOfMemoryError:
         raise _oom_error(config) from None
 
 
 def _train(
-    config: TrainConfig, out: Path, manifest: dict[str, Any], key: str, stop_after: int | None
-) -> Path:
+    config: TrainConfig, out: Path, manifest: dict[str, Any], key: str, stop_after: int | None,
+    on_step: Sequence[StepCallback] = (),
+) -> Path:  # fmt: skip
     from interp.models import load_vlm
 
     started = time.perf_counter()
@@ -122,6 +128,9 @@ def _train(
         total=total_steps, initial=step, desc="training", disable=config.quiet or not main,
         unit="step",
     )  # fmt: skip
+    callbacks = [*on_step, *step_monitors(config, out)] if main else []
+    for callback in callbacks:
+        callback(step, vlm, total_steps)
     while step < total_steps:
         parts = [micro[step * per_step + i] for i in range(per_step)]
         step_items = [[encoded[j] for j in indices] for _, indices in parts]
@@ -153,6 +162,8 @@ def _train(
                 out, step, model=_unwrap(model, accelerator), optimizer=optimizer,
                 scheduler=scheduler, key=key, history=history,
             )  # fmt: skip
+        for callback in callbacks:
+            callback(step, vlm, total_steps)
         if accelerator is not None:
             accelerator.wait_for_everyone()
         if step == stop_at and step < total_steps:
