@@ -23,6 +23,7 @@ _LAZY = {
     "PART_IMAGE": "interp.cache.store",
     "PART_TEXT": "interp.cache.store",
     "PART_RESPONSE": "interp.cache.store",
+    "PART_IMAGE_MARKER": "interp.cache.store",
     "TOKEN_COLUMNS": "interp.cache.store",
     "ActivationStream": "interp.cache.stream",
 }

@@ -22,6 +22,7 @@ from interp.cache.prompts import CachePrompt, load_prompts
 from interp.cache.store import (
     CACHE_DTYPES,
     PART_IMAGE,
+    PART_IMAGE_MARKER,
     PART_RESPONSE,
     PART_TEXT,
     ShardWriter,
@@ -45,6 +46,9 @@ def _token_parts(
     image_ids = sorted(vlm.image_token_ids())
     if image_ids:
         part[torch.isin(ids, torch.tensor(image_ids, device=ids.device))] = PART_IMAGE
+    marker_ids = sorted(vlm.image_marker_ids())
+    if marker_ids:
+        part[torch.isin(ids, torch.tensor(marker_ids, device=ids.device))] = PART_IMAGE_MARKER
     tokenizer = vlm.tokenizer
     for row, item in enumerate(batch):
         if item.response is None:

@@ -9,7 +9,9 @@ Layout of an activation folder (the contract every later stage reads)::
     tokens.safetensors            int64 columns per row: prompt_index, position, token_id, part
     prompts.jsonl                 per prompt: index, id, prompt, image, kind, category, token_ids
 
-``part`` is 0 for image tokens, 1 for text tokens of the prompt and 2 for response tokens.
+``part`` is 0 for image positions (the placeholder tokens vision features are written into), 1
+for text tokens of the prompt, 2 for response tokens and 3 for image marker tokens
+(``<start_of_image>``, ``<|vision_start|>``, ``<row_1_col_1>`` ...).
 Every shard holds exactly ``shard_rows`` rows except the last one. Shards are written atomically
 (temporary name, then rename) and the manifest records after each shard which batch to resume
 from and how many of its rows are already on disk, so a killed run continues where it stopped.
@@ -40,7 +42,7 @@ from interp.artifacts import (
 from interp.cache.prompts import CachePrompt
 from interp.errors import VSFAError
 
-PART_IMAGE, PART_TEXT, PART_RESPONSE = 0, 1, 2
+PART_IMAGE, PART_TEXT, PART_RESPONSE, PART_IMAGE_MARKER = 0, 1, 2, 3
 TOKEN_COLUMNS = ("prompt_index", "position", "token_id", "part")
 CACHE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

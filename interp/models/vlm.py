@@ -92,7 +92,14 @@ class VLM:
         return layer
 
     def image_token_ids(self) -> set[int]:
-        return self.family.image_token_ids(self.processor)
+        """The image placeholder token id(s): the positions vision features are written into
+        (``part`` 0 of a cache; the positions CE/KL with a spliced SAE leaves out)."""
+        return self.family.image_token_ids(self.model.config, self.processor)
+
+    def image_marker_ids(self) -> set[int]:
+        """Ids of the tokens that frame or index an image (``<start_of_image>``,
+        ``<|vision_start|>`` ...): their own ``part`` code, neither image nor text."""
+        return self.family.image_marker_ids(self.tokenizer) - self.image_token_ids()
 
     def unembedding(self) -> torch.Tensor:
         """``[vocab, d_model]`` output embedding, for logit-effect analysis."""

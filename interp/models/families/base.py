@@ -14,6 +14,7 @@ sets the class attributes and overrides the methods where a flag does not fit;
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,13 @@ class FamilyAdapter:
     PyTorch forward hooks under the same names."""
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Default LoRA target module names inside the language model."""
-    image_token_attrs: tuple[str, ...] = ("image_token_id",)
-    """Processor attributes holding token ids that mark image positions."""
+    image_token_attrs: tuple[str, ...] = ("image_token_id", "image_token_index")
+    """Config attributes (then processor attributes) holding the image placeholder token: the
+    token whose positions the vision features are written into (``part`` 0 of a cache)."""
+    image_marker_tokens: tuple[str, ...] = ()
+    """Regular expressions (matched in full) over the tokenizer's added tokens that frame or
+    index an image without receiving vision features (``<start_of_image>``, ``<|vision_start|>``,
+    ``<row_1_col_1>`` ...): their own ``part`` code, never counted as image positions."""
     processor_class: str = ""
     """Name of the ``transformers`` processor class (built by hand for the tiny model, and where
     videos cannot be processed)."""
@@ -109,13 +115,37 @@ class FamilyAdapter:
             return [[image] if image is not None else [] for image in images]
         return [image for image in images if image is not None]
 
-    def image_token_ids(self, processor: Any) -> set[int]:
-        ids = set()
-        for attr in self.image_token_attrs:
-            value = getattr(processor, attr, None)
-            if isinstance(value, int):
-                ids.add(value)
-        return ids
+    def image_token_ids(self, config: Any, processor: Any) -> set[int]:
+        """The image placeholder token id(s): positions into which vision features are written
+        (for a cross-attention family, the token the cross-attention mask starts from).
+
+        Read from the model config first (what the model itself uses), then the processor.
+        """
+        for source in (config, processor):
+            ids = {
+                value
+                for value in (getattr(source, attr, None) for attr in self.image_token_attrs)
+                if isinstance(value, int) and not isinstance(value, bool)
+            }
+            if ids:
+                return ids
+        return set()
+
+    def image_marker_ids(self, tokenizer: Any) -> set[int]:
+        """Ids of the tokens that frame or index images (:attr:`image_marker_tokens`)."""
+        if not self.image_marker_tokens:
+            return set()
+        patterns = [re.compile(pattern) for pattern in self.image_marker_tokens]
+        added = tokenizer.get_added_vocab() if hasattr(tokenizer, "get_added_vocab") else {}
+        return {
+            index
+            for token, index in added.items()
+            if any(pattern.fullmatch(token) for pattern in patterns)
+        }
+
+    def tiny_randomise(self, model: nn.Module) -> None:
+        """Draw the parts of a fresh tiny model that ``transformers`` initialises to zero and
+        that would make it ignore its image (a projector, a cross-attention gate)."""
 
     # ---- the tiny model ------------------------------------------------------------------------
     def tiny_tokenizer(self) -> Any:
@@ -176,6 +206,8 @@ class FamilyAdapter:
         config.architectures = list(self.architectures)
         torch.manual_seed(seed)
         model = getattr(transformers, self.model_class)(config)
+        with torch.no_grad():
+            self.tiny_randomise(model)
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
         processor.save_pretrained(out)

@@ -24,7 +24,7 @@ IMAGE_SIZE, PATCH, TOKENS_PER_IMAGE = 32, 8, 4
 class Gemma3(FamilyAdapter):
     processor_class = "Gemma3Processor"
     nested_images = True
-    image_token_attrs = ("image_token_id", "boi_token_id", "eoi_token_id")
+    image_marker_tokens = ("<start_of_image>", "<end_of_image>")
     chat_template = GEMMA3_TEMPLATE
     tiny_tokens = TinyTokens(
         "<pad> <eos> <bos> <start_of_turn> <end_of_turn> <start_of_image> <end_of_image> "
@@ -53,4 +53,11 @@ class Gemma3(FamilyAdapter):
             boi_token_index=ids("<start_of_image>"),
             eoi_token_index=ids("<end_of_image>"),
             image_token_index=ids("<image_soft_token>"),
+        )
+
+    def tiny_randomise(self, model: Any) -> None:
+        # transformers initialises the projection to zero: the tiny model would ignore images.
+        projector = model.model.multi_modal_projector
+        projector.mm_input_projection_weight.normal_(
+            std=projector.mm_input_projection_weight.shape[0] ** -0.5
         )

@@ -22,7 +22,7 @@ class Idefics3(FamilyAdapter):
     processor_class = "Idefics3Processor"
     language_model_path = ("model.text_model",)
     nested_images = True
-    image_token_attrs = ("image_token_id", "fake_image_token_id")
+    image_marker_tokens = ("<fake_token_around_image>", "<global-img>", r"<row_\d+_col_\d+>")
     chat_template = IDEFICS3_TEMPLATE
     tiny_tokens = TinyTokens(
         "<|endoftext|> <|im_start|> <end_of_utterance> <fake_token_around_image> <image> "

@@ -1,7 +1,8 @@
 """Llama 3.2 Vision (``MllamaForConditionalGeneration``): images enter through cross-attention.
 
 TransformerLens's TransformerBridge does not cover Mllama, so this family has generation and
-native hooks only.
+native hooks only. No position receives vision features: its image position (``part`` 0) is the
+``<|image|>`` token (config ``image_token_index``), where the cross-attention mask starts.
 """
 
 from __future__ import annotations
@@ -55,3 +56,10 @@ class Mllama(FamilyAdapter):
             ),
             image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"),
         )
+
+    def tiny_randomise(self, model: Any) -> None:
+        # transformers initialises the tanh gates to zero: cross-attention would add nothing.
+        for layer in model.model.language_model.layers:
+            for name in ("cross_attn_attn_gate", "cross_attn_mlp_gate"):
+                if hasattr(layer, name):
+                    getattr(layer, name).uniform_(0.5, 1.0)

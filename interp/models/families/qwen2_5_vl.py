@@ -35,7 +35,7 @@ QWEN_TOKENS = TinyTokens(
 @family("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration")
 class Qwen2_5_VL(FamilyAdapter):
     processor_class = "Qwen2_5_VLProcessor"
-    image_token_attrs = ("image_token_id", "vision_start_token_id", "vision_end_token_id")
+    image_marker_tokens = (r"<\|vision_start\|>", r"<\|vision_end\|>")
     chat_template = QWEN_TEMPLATE
     tiny_tokens = QWEN_TOKENS
     image_processor_class = "Qwen2VLImageProcessor"
