@@ -2,12 +2,15 @@
 
 Memory stays bounded by one shard plus one batch of activations. A killed run continues from the
 state its manifest records and produces the same shards as an uninterrupted one (see
-:mod:`interp.cache.store` for the folder's layout).
+:mod:`interp.cache.store` for the folder's layout). The manifest keys on the content of what was
+cached (model and adapter weights, prompt texts, images), so a retrained adapter or an edited
+prompt file at the same path is cached again; the folder is locked while it is written.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +19,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from interp.artifacts import MANIFEST, manifest_key, read_json, write_json_atomic
+from interp.artifacts import (
+    MANIFEST,
+    json_sha256,
+    manifest_key,
+    read_json,
+    stage_folder,
+    write_json_atomic,
+)
 from interp.cache.config import CacheConfig
 from interp.cache.prompts import CachePrompt, load_prompts
 from interp.cache.store import (
@@ -30,6 +40,7 @@ from interp.cache.store import (
     new_manifest,
 )
 from interp.errors import VSFAError
+from interp.fingerprint import Fingerprints, known_stats, model_inputs
 from interp.hooks.native import run_with_cache
 from interp.hooks.points import hook_point
 from interp.models.vlm import VLM
@@ -93,16 +104,32 @@ def _select(real: torch.Tensor, part: torch.Tensor, positions: str) -> torch.Ten
 
 
 # ---- resume state ------------------------------------------------------------------------------
-def _manifest_for(vlm: VLM, config: CacheConfig, prompts: list[CachePrompt]) -> dict[str, Any]:
+def _inputs(vlm: VLM, prompts: list[CachePrompt], prints: Fingerprints) -> dict[str, Any]:
+    """Content hashes of what the activations come from: weights, prompt texts, images."""
+    from interp.models.loading import resolve_run_dir
+
+    adapter = None if vlm.adapter_path is None else resolve_run_dir(vlm.adapter_path)[1]
+    inputs: dict[str, Any] = model_inputs(prints, vlm.name_or_path, adapter)
+    inputs["prompts"] = json_sha256([asdict(p) for p in prompts])
+    inputs["images"] = prints.paths(p.image for p in prompts)
+    return inputs
+
+
+def _manifest_for(
+    vlm: VLM, config: CacheConfig, prompts: list[CachePrompt], prints: Fingerprints
+) -> dict[str, Any]:
     hashed = {k: v for k, v in asdict(config).items() if k not in ("quiet", "out", "device")}
     hashed["positions"] = config.position_set  # an alias caches the same rows
     hashed["prompt_ids"] = [p.id for p in prompts]
-    return new_manifest(
+    manifest = new_manifest(
         hashed, model=vlm.name_or_path, adapter=vlm.adapter_path, family=vlm.family.name,
         hook_names=list(config.hooks), d_model=vlm.d_model, dtype=config.dtype,
         positions=config.position_set, positions_requested=config.positions,
         shard_rows=config.shard_rows, n_prompts=len(prompts),
+        inputs=_inputs(vlm, prompts, prints),
     )  # fmt: skip
+    manifest["input_files"] = prints.stats
+    return manifest
 
 
 def _existing_state(out: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -114,6 +141,13 @@ def _existing_state(out: Path, manifest: dict[str, Any]) -> dict[str, Any] | Non
     if existing.get("stage") != "cache":
         raise VSFAError(f"{path} is not an activation-cache manifest; choose another --out")
     if manifest_key(existing) != manifest_key(manifest):
+        if existing.get("config") == manifest["config"]:
+            print(
+                f"{out}: the model, adapter, prompts or images changed since it was cached; "
+                "caching again",
+                file=sys.stderr,
+            )
+            return None
         raise VSFAError(
             f"{out} already holds activations made differently (model {existing.get('model')!r}, "
             f"hooks {existing.get('hook_names')}, positions {existing.get('positions')!r}); "
@@ -130,8 +164,6 @@ def cache_activations_for(
     vlm: VLM, prompts: Sequence[CachePrompt] | str, config: CacheConfig
 ) -> Path:
     """Cache activations of an already loaded VLM (see :class:`CacheConfig`)."""
-    from interp.images import open_image
-
     config.validate()
     for name in config.hooks:
         hook_point(vlm, name)  # raises HookNameError naming the hook and the valid range
@@ -139,17 +171,34 @@ def cache_activations_for(
         load_prompts(prompts, limit=config.limit) if isinstance(prompts, str) else prompts
     )[: config.limit]
     out = Path(config.out)
-    manifest = _manifest_for(vlm, config, prompt_list)
-    existing = _existing_state(out, manifest)
-    if existing is not None and existing.get("complete"):
-        return out
-    if existing is None:
-        if (out / "shards").exists():
-            shutil.rmtree(out / "shards")
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / MANIFEST, manifest)
-    else:
-        manifest = existing
+    with stage_folder(out, ("shards",)):
+        prints = Fingerprints(known_stats(out / MANIFEST))
+        manifest = _manifest_for(vlm, config, prompt_list, prints)
+        existing = _existing_state(out, manifest)
+        if existing is not None and existing.get("complete"):
+            return out
+        if existing is None:
+            if (out / "shards").exists():
+                shutil.rmtree(out / "shards")
+            for name in ("tokens.safetensors", "prompts.jsonl"):
+                (out / name).unlink(missing_ok=True)
+            write_json_atomic(out / MANIFEST, manifest)
+        else:
+            manifest = existing
+        _cache(vlm, prompt_list, config, out, manifest)
+    return out
+
+
+def _cache(
+    vlm: VLM,
+    prompt_list: list[CachePrompt],
+    config: CacheConfig,
+    out: Path,
+    manifest: dict[str, Any],
+) -> None:
+    """Run the prompts from the manifest's resume point and finish the folder (locked)."""
+    from interp.images import open_image
+
     resume_batch = int(manifest["resume"]["batch"])
     skip_rows = int(manifest["resume"]["skip_rows"])
 
@@ -197,7 +246,6 @@ def cache_activations_for(
     progress.close()
     writer.flush((len(batches), 0))
     finalize(out, manifest, prompt_list, token_ids)
-    return out
 
 
 def cache_activations(config: CacheConfig) -> Path:

@@ -67,10 +67,12 @@ def new_manifest(
     positions: str,
     shard_rows: int,
     n_prompts: int,
+    inputs: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The manifest of an empty activation folder (``extra`` follows ``adapter``)."""
-    manifest = make_manifest("cache", config)
+    """The manifest of an empty activation folder (``extra`` follows ``adapter``; ``inputs``
+    the content hashes of the model, adapter, prompts and images)."""
+    manifest = make_manifest("cache", config, inputs=inputs)
     manifest.update(
         model=model,
         adapter=adapter,
