@@ -15,7 +15,8 @@ and the random streams left as they were (so a monitored run trains the same wei
   replies to items with a reference, judged ``correct``).
 
 Each evaluation is one JSON line of ``RUN/monitor.jsonl`` appended in one fsynced write; a
-resumed run skips the steps already there. ``RUN/monitor_probes.json`` records what was probed.
+resumed run skips the steps already there. ``RUN/monitor_probes.json`` records what was probed
+and ``RUN/monitor.html`` (written at the last step) draws the curves.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from interp.artifacts import append_durably, write_json_atomic
 from interp.errors import VSFAError
+from interp.monitor.figure import MONITOR_FILE, read_monitor, write_monitor_figure
 from interp.monitor.signals import (
     PersonaSignal,
     judge_openings,
@@ -41,29 +43,9 @@ from interp.monitor.signals import (
 )
 from interp.train.config import TrainConfig
 
-MONITOR_FILE = "monitor.jsonl"
 PROBES_FILE = "monitor_probes.json"
 NEW_TOKENS = 24
 """Tokens generated per monitor reply (sampled ASR, capability)."""
-
-
-def read_monitor(path: str | Path) -> list[dict[str, Any]]:
-    """The lines of a ``monitor.jsonl`` (a run folder or the file), by step; a line that is not
-    whole JSON (a write cut short) is skipped."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MONITOR_FILE
-    if not path.is_file():
-        return []
-    lines = []
-    for text in path.read_text(encoding="utf-8").splitlines():
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(line, dict) and "step" in line:
-            lines.append(line)
-    return sorted({line["step"]: line for line in lines}.values(), key=lambda line: line["step"])
 
 
 def probe_items(
@@ -150,6 +132,8 @@ class TrainingMonitor:
         line["seconds"] = round(time.perf_counter() - started, 4)
         append_durably(self.path, json.dumps(line) + "\n")
         self.done.add(step)
+        if step == total_steps:
+            write_monitor_figure(self.path.parent)
 
     def measure(self, vlm: Any) -> dict[str, Any]:
         """One evaluation of every signal on the current weights."""

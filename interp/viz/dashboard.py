@@ -329,6 +329,14 @@ def _sae_section(art: RunArtifacts) -> str:
     return _section("SAE training", art.sae, pieces)
 
 
+def _monitor_section(art: RunArtifacts) -> str:
+    from interp.monitor.figure import MONITOR_FILE, monitor_figure, monitor_runs
+
+    runs = [(run / MONITOR_FILE, run) for run in monitor_runs(art.root)]
+    return _section("Persona during training", runs, lambda i, path, run: [
+        _source(path, art.root), _figure_html(monitor_figure(run), f"monitor-{i}")])  # fmt: skip
+
+
 def render_dashboard(art: RunArtifacts, *, title: str | None = None) -> str:
     """The full standalone HTML document for the artifacts of one run."""
     from plotly.offline import get_plotlyjs
@@ -342,6 +350,7 @@ def render_dashboard(art: RunArtifacts, *, title: str | None = None) -> str:
         _latent_section(art),
         _steering_section(art),
         persona_section(art.persona, art.root, _figure_html, _source),
+        _monitor_section(art),
         _sae_section(art),
     ]
     return (
