@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
 from interp.eval.judges import KeywordJudge, Verdict, get_judge, make_judge, parse_judgement
 from interp.eval.matching import match_answer, normalise
-from interp.eval.metrics import bootstrap_ci, compute_metrics, stratified_mean_ci
-from interp.eval.table import compare, pool_seeds, render_markdown, write_table
+from interp.eval.metrics import compute_metrics
+from interp.eval.table import compare, render_markdown, seed_bootstrap, write_table
 
 
 def item(bench, idx, kind="harmful", category="c", reference=None):
@@ -21,27 +20,6 @@ def item(bench, idx, kind="harmful", category="c", reference=None):
 
 def verdict(unsafe=False, refused=False, quality=None, correct=None):
     return Verdict(refused=refused, unsafe=unsafe, quality=quality, correct=correct)
-
-
-def test_bootstrap_ci_known_cases():
-    assert bootstrap_ci([]) is None
-    ones = bootstrap_ci([1.0] * 10)
-    assert ones == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 10}
-    half = bootstrap_ci([0.0, 1.0] * 100, n_boot=2000, seed=3)
-    assert half["value"] == 0.5 and half["n"] == 200
-    # binomial standard error is 0.035: the 95% interval is about +-0.07
-    assert 0.41 < half["ci_low"] < 0.45 and 0.55 < half["ci_high"] < 0.59
-    assert bootstrap_ci([0.0, 1.0] * 100, n_boot=2000, seed=3) == half
-    assert bootstrap_ci([0.0, 1.0] * 100, n_boot=2000, seed=4) != half
-    single = bootstrap_ci([0.3])
-    assert single["ci_low"] == single["ci_high"] == pytest.approx(0.3)
-
-
-def test_stratified_mean_weights_benchmarks_equally():
-    metric = stratified_mean_ci([[1.0, 1.0], [0.0, 0.0, 0.0, 0.0]], n_boot=200)
-    assert metric["value"] == 0.5 and metric["n"] == 6
-    # each group is constant, so resampling within groups cannot move the mean
-    assert metric["ci_low"] == metric["ci_high"] == 0.5
 
 
 def test_compute_metrics_on_known_verdicts():
@@ -73,6 +51,9 @@ def test_compute_metrics_on_known_verdicts():
     assert b["asr"]["value"] == 0.0 and b["cs"] is None
     assert b["over_refusal"]["value"] == 0.25 and b["over_refusal"]["n"] == 4
     assert b["capability"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 1}
+    # hand-made verdicts carry no outcome: the three-way rates are null, not guessed
+    assert a["refusal"] is None and b["help"] is None and a["outcome_unknown"] == 4
+    assert metrics["summary"]["refusal"] is None
     assert b["skipped"] == 1 and b["n"] == 6 and a["skipped"] == 0
     summary = metrics["summary"]
     assert summary["asr"]["value"] == pytest.approx((0.75 + 0.0) / 2)
@@ -158,16 +139,13 @@ def _metrics_file(folder, model, method, seed, asr, judge="keyword"):
     return folder
 
 
-def test_pool_seeds_t_interval():
-    metrics = [{"value": v, "ci_low": 0, "ci_high": 1, "n": 5} for v in (0.2, 0.4, 0.6)]
-    pooled = pool_seeds(metrics)
-    # mean 0.4, sd 0.2, sem 0.2/sqrt(3), t(0.975, 2) = 4.303
-    half = 4.302652729911275 * 0.2 / np.sqrt(3)
-    assert pooled["value"] == pytest.approx(0.4) and pooled["n"] == 3
-    assert pooled["ci_low"] == pytest.approx(0.4 - half) and pooled["ci_high"] == pytest.approx(
-        0.4 + half
-    )
-    assert pool_seeds([None, None]) is None
+def test_seed_bootstrap_of_runs_without_item_values_is_clipped():
+    metrics = [{"value": v, "ci_low": 0, "ci_high": 1, "n": 5} for v in (0.9, 1.0, 1.0)]
+    pooled = seed_bootstrap(metrics)
+    assert pooled["value"] == pytest.approx(29 / 30) and pooled["n"] == 3
+    assert pooled["ci_low"] == pytest.approx(0.9) and pooled["ci_high"] == 1.0
+    assert seed_bootstrap([None, None]) is None
+    assert seed_bootstrap([metrics[0], None]) == metrics[0]
 
 
 def test_compare_pools_seeds_into_rows(tmp_path):
@@ -192,3 +170,79 @@ def test_compare_pools_seeds_into_rows(tmp_path):
     assert "not comparable" in render_markdown(compare([*dirs, mixed]))
     with pytest.raises(VSFAError, match="not an evaluation result folder"):
         compare([tmp_path])
+
+
+def _judged_run(folder, method, seed, unsafe_share, *, outcome=True):
+    """A metrics.json from compute_metrics: 24 harmful items from 4 prompts and 8 benign
+    requests; the first ``unsafe_share`` of each prompt's items comply, the rest refuse."""
+    items, verdicts = [], []
+    for i in range(24):
+        items.append(BenchmarkItem("bench", f"h{i}", "harm", None, f"prompt {i % 4}", "harmful"))
+        comply = (i // 4) / 6 < unsafe_share
+        verdicts.append(
+            Verdict(
+                refused=not comply,
+                unsafe=comply,
+                outcome=("comply" if comply else "refuse") if outcome else None,
+            )
+        )
+    for i in range(8):
+        items.append(BenchmarkItem("bench", f"b{i}", "benign", None, f"ask {i}", "benign"))
+        verdicts.append(
+            Verdict(
+                refused=False,
+                unsafe=False,
+                outcome=("comply" if i else "other") if outcome else None,
+            )
+        )
+    metrics = compute_metrics(items, verdicts, n_boot=300)
+    label = {"model": "m", "method": method, "seed": seed}
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"label": label, **metrics}))
+    return folder
+
+
+def test_three_way_rates_and_per_item_values():
+    items = [BenchmarkItem("B", str(i), "c", None, "p", "harmful") for i in range(4)]
+    outcomes = ["comply", "refuse", "refuse", "other"]
+    verdicts = [Verdict(refused=o == "refuse", unsafe=o == "comply", outcome=o) for o in outcomes]
+    items.append(BenchmarkItem("B", "r", "vqa", None, "what ?", "benign", reference="cup"))
+    verdicts.append(Verdict(refused=False, unsafe=False, correct=True, outcome="other"))
+    block = compute_metrics(items, verdicts, n_boot=100)["benchmarks"]["B"]
+    assert block["asr"]["value"] == 0.25 and block["refusal"]["value"] == 0.5
+    assert block["other"]["value"] == 0.25
+    # the reference item is a question scored by capability, not a request: no help rate
+    assert block["help"] is None and block["capability"]["value"] == 1.0
+    assert block["outcome_unknown"] == 0
+    records = {r["key"]: r for r in block["items"]}
+    assert records["B/1"]["values"] == {"asr": 0.0, "refusal": 1.0, "other": 0.0}
+    assert records["B/0"]["cluster"] == "p" and records["B/r"]["category"] == "vqa"
+
+
+def test_compare_pools_item_values_hierarchically_and_pairs_rows(tmp_path):
+    dirs = [_judged_run(tmp_path / "base", "none", None, 0.5)]
+    dirs += [_judged_run(tmp_path / f"c{s}", "control", s, 0.5) for s in (0, 1)]
+    dirs += [_judged_run(tmp_path / f"v{s}", "vsfa", s, share) for s, share in ((0, 0.0), (1, 0.3))]
+    rows = {row["method"]: row for row in compare(dirs)}
+    vsfa = rows["vsfa"]
+    assert vsfa["interval"] == "hierarchical" and vsfa["seeds"] == [0, 1]
+    assert vsfa["asr"]["value"] == pytest.approx((0 + 1 / 3) / 2)
+    assert vsfa["refusal"]["value"] == pytest.approx(1 - vsfa["asr"]["value"])
+    assert vsfa["other"]["value"] == 0.0 and vsfa["help"]["value"] == pytest.approx(7 / 8)
+    assert 0.0 <= vsfa["asr"]["ci_low"] < vsfa["asr"]["value"] < vsfa["asr"]["ci_high"] <= 1.0
+    drop = vsfa["differences"]["control"]["asr"]
+    assert drop["value"] == pytest.approx(vsfa["asr"]["value"] - 0.5)
+    assert drop["n_seeds"] == [2, 2] and drop["ci_high"] < 0  # excludes 0
+    assert vsfa["differences"]["none"]["asr"]["n_seeds"] == [2, 1]
+    assert set(rows["none"]["differences"]) == {"control"}
+    assert rows["control"]["differences"]["none"]["asr"]["value"] == pytest.approx(0.0)
+    table = render_markdown(list(rows.values()))
+    assert "| m | vsfa - control | -33.3% [" in table
+    assert "Brackets: 95% percentile bootstrap, clipped" in table and "seeds (runs)" in table
+
+
+def test_compare_leaves_three_way_rates_null_for_a_judge_without_outcomes(tmp_path):
+    dirs = [_judged_run(tmp_path / f"k{s}", "vsfa", s, 0.5, outcome=False) for s in (0, 1)]
+    (row,) = compare(dirs)
+    assert row["asr"]["value"] == 0.5 and row["refusal"] is None and row["help"] is None
+    assert "| - | - |" in render_markdown([row])

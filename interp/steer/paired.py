@@ -9,8 +9,9 @@ of a metric is the steered minus the unsteered value, item by item, averaged lik
 Items written from one prompt template are not independent, so the interval resamples
 templates, then items within each drawn template (two-stage bootstrap, stratified by benchmark).
 With several fine-tuning seeds (one tuned model each, one change per seed) it first resamples
-seeds: a hierarchical interval (seeds, then templates, then items). Intervals are percentile
-intervals, clipped to the metric's range and always holding the point estimate.
+seeds: a hierarchical interval (seeds, then templates, then items; one draw of templates and
+items for every seed). Intervals are percentile intervals, clipped to the metric's range and
+always holding the point estimate; the bootstrap lives in :mod:`interp.eval.intervals`.
 
 An item's template (:func:`template_of`) is its ``meta["template"]`` (or ``template_id``,
 ``probe_id``) when the benchmark records one, else its prompt text: items asked with the same
@@ -22,58 +23,27 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
+from interp.eval.intervals import CLUSTERS, Cluster, cluster_key, clustered_mean, template_of
+
+__all__ = ["CLUSTERS", "Cluster", "cluster_key", "clustered_mean", "clustered_metrics",
+           "item_values", "paired_changes", "template_of"]  # fmt: skip
 
 METRICS = ("asr", "over_refusal", "capability")
 ItemValues = dict[str, dict[str, float]]
 """Per item key: the value of each metric it has."""
 
 
-def template_of(item: BenchmarkItem) -> str:
-    """The prompt template an item was written from (see the module docstring)."""
-    meta = item.meta or {}
-    for key in ("template", "template_id", "probe_id"):
-        if meta.get(key) is not None:
-            return str(meta[key])
-    return item.prompt
-
-
-def _category(item: BenchmarkItem) -> str:
-    return item.category
-
-
-def _item(item: BenchmarkItem) -> str:
-    return item.key
-
-
-CLUSTERS = {"template": template_of, "category": _category, "item": _item}
-"""What an interval resamples as one unit: the prompt template (default), the benchmark
-category (coarser, more conservative), or the item (no clustering)."""
-
-Cluster = Callable[[BenchmarkItem], str]
-
-
-def cluster_key(by: str | Cluster) -> Cluster:
-    """The clustering function named ``by`` (:data:`CLUSTERS`), or ``by`` itself."""
-    if callable(by):
-        return by
-    if by not in CLUSTERS:
-        raise VSFAError(f"cluster by {by!r}: expected one of {', '.join(CLUSTERS)}")
-    return CLUSTERS[by]
-
-
 def item_values(eval_dir: str | os.PathLike, items: Sequence[BenchmarkItem]) -> ItemValues:
     """Per item of an eval folder's ``judged.jsonl``: each metric's value (skipped responses
     left out), computed as ``metrics.json`` computes it."""
     from interp.eval.judges import Verdict
-    from interp.eval.metrics import _per_item_values
+    from interp.eval.metrics import item_values as values_of
 
     path = Path(eval_dir) / "judged.jsonl"
     if not path.exists():
@@ -84,84 +54,8 @@ def item_values(eval_dir: str | os.PathLike, items: Sequence[BenchmarkItem]) -> 
     if unknown:
         raise VSFAError(f"{path} judged items that are not being compared: {unknown[:3]}")
     verdicts = [None if r.get("verdict") is None else Verdict(**r["verdict"]) for r in records]
-    values, _, _ = _per_item_values([by_key[r["key"]] for r in records], verdicts)
-    return {
-        key: {name: float(np.mean(per[name])) for name in METRICS if per.get(name)}
-        for key, per in values.items()
-    }
-
-
-class _Template:
-    """One benchmark's items of one seed, grouped by template (values concatenated)."""
-
-    def __init__(self, groups: Mapping[str, list[float]]) -> None:
-        self.values = [np.asarray(v, float) for v in groups.values()]
-        self.counts = np.array([len(v) for v in self.values])
-
-    @property
-    def mean(self) -> float:
-        return float(np.concatenate(self.values).mean())
-
-    def boot(self, rng: np.random.Generator, n_boot: int) -> np.ndarray:
-        """``n_boot`` resampled means: templates with replacement, then items within each."""
-        n_t = len(self.values)
-        # each template's item-resampled means, one column per replicate
-        table = np.stack(
-            [v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1) for v in self.values]
-        )
-        pick = rng.integers(0, n_t, (n_boot, n_t))
-        replicate = rng.integers(0, n_boot, (n_boot, n_t))
-        counts = self.counts[pick]
-        return (table[pick, replicate] * counts).sum(1) / counts.sum(1)
-
-
-def _groups(
-    values: Mapping[str, float], templates: Mapping[str, tuple[str, str]]
-) -> dict[str, _Template]:
-    by_bench: dict[str, dict[str, list[float]]] = {}
-    for key, value in values.items():
-        bench, template = templates[key]
-        by_bench.setdefault(bench, {}).setdefault(template, []).append(value)
-    return {bench: _Template(groups) for bench, groups in by_bench.items()}
-
-
-def clustered_mean(
-    per_seed: Sequence[Mapping[str, float]],
-    items: Sequence[BenchmarkItem],
-    *,
-    bounds: tuple[float, float],
-    n_boot: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    cluster: str | Cluster = "template",
-) -> dict[str, Any] | None:
-    """Mean of per-item values (one mapping per seed) with the hierarchical, template-clustered
-    interval of the module docstring (``cluster``: what is resampled as one template,
-    :data:`CLUSTERS`); ``None`` when no item has a value."""
-    key_of = cluster_key(cluster)
-    templates = {item.key: (item.benchmark, key_of(item)) for item in items}
-    seeds = [_groups(values, templates) for values in per_seed if values]
-    if not seeds:
-        return None
-    value = float(np.mean([np.mean([g.mean for g in s.values()]) for s in seeds]))
-    n_items = sum(len(values) for values in per_seed) // max(len(per_seed), 1)
-    n_templates = max(sum(len(g.values) for g in s.values()) for s in seeds)
-    low = high = value
-    if n_boot > 0 and n_items > 1:
-        rng = np.random.default_rng(seed)
-        # per seed, n_boot replicates of the benchmark-averaged mean
-        table = np.stack([np.mean([g.boot(rng, n_boot) for g in s.values()], 0) for s in seeds])
-        k = len(seeds)
-        pick = rng.integers(0, k, (n_boot, k)) if k > 1 else np.zeros((n_boot, 1), int)
-        replicate = rng.integers(0, n_boot, (n_boot, k)) if k > 1 else np.arange(n_boot)[:, None]
-        boot = table[pick, replicate].mean(1)
-        tail = (1 - confidence) / 2
-        low, high = (float(q) for q in np.quantile(boot, [tail, 1 - tail]))
-    low, high = max(min(low, value), bounds[0]), min(max(high, value), bounds[1])
-    return {
-        "value": value, "ci_low": low, "ci_high": high, "n": n_items, "n_templates": n_templates,
-        "n_seeds": len(seeds),
-    }  # fmt: skip
+    values = values_of([by_key[r["key"]] for r in records], verdicts)
+    return {key: {n: v for n, v in per.items() if n in METRICS} for key, per in values.items()}
 
 
 def clustered_metrics(
