@@ -24,6 +24,7 @@ from interp.data import commands as data_commands
 from interp.errors import VSFAError, one_line
 from interp.eval import commands as eval_commands
 from interp.models import commands as models_commands
+from interp.monitor import commands as monitor_commands
 from interp.organism import commands as organism_commands
 from interp.persona import commands as persona_commands
 from interp.pipeline import commands as pipeline_commands
@@ -53,6 +54,7 @@ for stage in (
     persona_commands,
     steer_commands,
     viz_commands,
+    monitor_commands,
     organism_commands,
 ):
     stage.register(app)
