@@ -29,7 +29,7 @@ on_write: Callable[[str, Path], None] | None = None
 """Called as ``on_write(kind, path)`` before every atomic rename (``"rename"``) and every append
 (``"append"``) of a stage's files; fault-injection tests raise here to stop a run at that point."""
 
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}(\.tmp)?$")
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}(\.tmp|\.old)?$")
 
 
 _UMASK_LOCK = threading.Lock()
@@ -158,6 +158,27 @@ def make_temporary_dir(target: str | os.PathLike) -> Path:
             return tmp
         except FileExistsError:  # pragma: no cover - a 48-bit name collision
             continue
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path``; on success it replaces ``path`` in one rename
+    (an old ``path`` is moved aside first and removed after), so a reader sees the old folder
+    or the new one, never a mix. On failure the temporary folder is removed."""
+    target = Path(path)
+    tmp = make_temporary_dir(target)
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = _temporary_name(target, ".old")
+            os.replace(target, old)
+        replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

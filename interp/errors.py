@@ -23,3 +23,10 @@ class HookNameError(VSFAError):
 def one_line(message: str) -> str:
     """A message on one line (a library's multi-line text joined with spaces)."""
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def warn(message: str) -> None:
+    """Tell the user about something the workbench worked around (one line on stderr)."""
+    import sys
+
+    print(f"warning: {one_line(message)}", file=sys.stderr)

@@ -17,12 +17,11 @@ import socket
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from interp.errors import VSFAError
+from interp.errors import VSFAError, warn
 
 LOCK = ".vsfa.lock"
 
@@ -94,7 +93,7 @@ def acquire(folder: str | os.PathLike) -> Path:
                 f"{folder} is being written by {_describe(holder)}; wait for it to finish or "
                 f"choose another output folder (remove {path} if that process is gone)"
             )
-        warnings.warn(f"{folder}: taking over the stale lock of {_describe(holder)}", stacklevel=2)
+        warn(f"{folder}: taking over the stale lock of {_describe(holder)}")
         path.unlink(missing_ok=True)
     raise VSFAError(f"{folder}: could not take the lock {path}; another writer keeps taking it")
 

@@ -186,7 +186,8 @@ def test_resume_from_checkpoint(synthetic, tmp_path, monkeypatch):
     monkeypatch.setattr(fit_module, "fast_training_step", crashing)
     with pytest.raises(KeyboardInterrupt):
         train(config)
-    state = json.loads((tmp_path / "sae" / "checkpoint" / "state.json").read_text())
+    newest = sorted((tmp_path / "sae" / "checkpoint").glob("step_*"))[-1]
+    state = json.loads((newest / "state.json").read_text())
     assert state["step"] == 10
     monkeypatch.setattr(fit_module, "fast_training_step", real_step)
     calls["n"] = 0

@@ -109,6 +109,11 @@ class ActivationStream:
 
     def epoch(self, index: int = 0) -> Iterator[torch.Tensor]:
         """One pass over every row, shuffled, in batches."""
+        for batch in self._epoch_rows(index):
+            yield self._prepare(batch)
+
+    def _epoch_rows(self, index: int) -> Iterator[torch.Tensor]:
+        """The batches of epoch ``index`` as read (on the CPU, not yet scaled)."""
         generator = torch.Generator().manual_seed(self.seed + index)
         chunks = self._chunks()
         order = torch.randperm(len(chunks), generator=generator).tolist()
@@ -126,9 +131,33 @@ class ActivationStream:
             # hand out whole batches; keep the remainder for the next fill unless this is the end
             n_out = pool.shape[0] if last else pool.shape[0] - pool.shape[0] % self.batch_size
             for start in range(0, n_out, self.batch_size):
-                yield self._prepare(pool[start : min(start + self.batch_size, n_out)])
+                yield pool[start : min(start + self.batch_size, n_out)]
             buffer = [pool[n_out:]] if n_out < pool.shape[0] else []
             buffered = pool.shape[0] - n_out
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches one :meth:`epoch` yields (every pool hands out whole batches but the last)."""
+        return max(1, -(-self.rows // self.batch_size))
+
+    def position(self, step: int) -> dict[str, int]:
+        """Where the stream stands after ``step`` batches: ``{"epoch", "batch"}``."""
+        epoch, batch = divmod(step, self.batches_per_epoch)
+        return {"epoch": epoch, "batch": batch}
+
+    def iter_from(self, step: int = 0) -> Iterator[torch.Tensor]:
+        """The batches of ``iter(self)`` after the first ``step`` of them, the same tensors: whole
+        epochs are skipped without reading (each epoch's order comes from its own seed), and the
+        batches of the epoch it stops in are drawn again from disk but not moved to the device.
+        This is how a resumed SAE run sees exactly the data an uninterrupted one would."""
+        start = self.position(step)
+        index = start["epoch"]
+        while self.epochs is None or index < self.epochs:
+            skip = start["batch"] if index == start["epoch"] else 0
+            for number, batch in enumerate(self._epoch_rows(index)):
+                if number >= skip:
+                    yield self._prepare(batch)
+            index += 1
 
     def _prepare(self, batch: torch.Tensor) -> torch.Tensor:
         if self.scaling_factor != 1.0:
@@ -136,7 +165,4 @@ class ActivationStream:
         return batch.to(self.device, non_blocking=True)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        index = 0
-        while self.epochs is None or index < self.epochs:
-            yield from self.epoch(index)
-            index += 1
+        return self.iter_from(0)

@@ -1,12 +1,18 @@
-"""Resumable SAE training checkpoints: the SAE, Adam's state and the dead-latent counters.
+"""Resumable SAE training checkpoints: the SAE, Adam's state, the dead-latent counters and where
+the data stream stood.
 
-``out/checkpoint/state.safetensors`` holds the tensors (``sae.*``, ``adam.<param>.<key>``,
-``fired_ago``) and ``out/checkpoint/state.json`` the step and the loss history so far; both are
-written atomically, and the folder is removed once the SAE is saved.
+``out/checkpoint/step_NNNNNNNNN/`` holds ``state.safetensors`` (``sae.*``,
+``adam.<param>.<key>``, ``fired_ago``) and ``state.json`` (the step, the loss history, the
+settings that decide the training, the stream position and the tensors file's sha256). Each
+checkpoint folder is written under a temporary name and renamed once, so a kill leaves the
+previous checkpoint or the new one, never one file of each; the two newest are kept. A
+checkpoint that fails to read back (truncated, edited, its hash wrong) is reported in one line
+and the previous one is used. The folder is removed once the SAE is saved.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +21,20 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from interp.artifacts import atomic_path, read_json, write_json_atomic
+from interp.artifacts import atomic_dir, file_sha256, write_json_atomic
+from interp.errors import warn
 
 FOLDER = "checkpoint"
+KEEP = 2
+TENSORS = "state.safetensors"
+STATE = "state.json"
 
 
 def save_checkpoint(
     out: Path, sae: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
-) -> None:
-    """Write the SAE, the optimizer state and ``state`` (``step``, ``history``, ``fired_ago``)."""
+) -> Path:
+    """Write the SAE, the optimizer state and ``state`` (``step``, ``history``, ``fired_ago``,
+    and whatever else the caller records) as a new checkpoint folder; returns it."""
     tensors = {f"sae.{name}": value.detach().cpu() for name, value in sae.state_dict().items()}
     names = {id(p): n for n, p in sae.named_parameters()}
     for group in optimizer.param_groups:
@@ -31,20 +42,29 @@ def save_checkpoint(
             for key, value in optimizer.state.get(param, {}).items():
                 if isinstance(value, torch.Tensor):
                     tensors[f"adam.{names[id(param)]}.{key}"] = value.detach().cpu().reshape(-1)
+    state = dict(state)
     tensors["fired_ago"] = state.pop("fired_ago").cpu()
-    folder = out / FOLDER
-    with atomic_path(folder / "state.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    write_json_atomic(folder / "state.json", state)
+    root = out / FOLDER
+    final = root / f"step_{int(state['step']):09d}"
+    with atomic_dir(final) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / TENSORS))
+        state["sha256"] = file_sha256(tmp / TENSORS)
+        write_json_atomic(tmp / STATE, state)
+    for old in sorted(root.glob("step_*"))[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 @dataclass
 class Checkpoint:
-    """A checkpoint read from disk: ``step`` steps done, their ``history``, the tensors."""
+    """A checkpoint read from disk: ``step`` steps done, their ``history``, the tensors, and the
+    recorded ``state`` (``config``, ``stream`` ...)."""
 
     step: int
     history: list[dict[str, float]]
     tensors: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    path: Path
 
     def restore(self, sae: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
         """Load the SAE's and Adam's state; returns the ``fired_ago`` counters."""
@@ -63,14 +83,31 @@ class Checkpoint:
         return tensors["fired_ago"]
 
 
+def _read(folder: Path, device: torch.device | str) -> Checkpoint:
+    state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    if not isinstance(state, dict) or "step" not in state or "history" not in state:
+        raise ValueError(f"{STATE} lacks step or history")
+    expected = state.get("sha256")
+    if expected is not None and file_sha256(folder / TENSORS) != expected:
+        raise ValueError(f"{TENSORS} does not match the hash in {STATE}")
+    tensors = load_file(str(folder / TENSORS), device=str(device))
+    if "fired_ago" not in tensors:
+        raise ValueError(f"{TENSORS} lacks fired_ago")
+    return Checkpoint(int(state["step"]), list(state["history"]), tensors, state, folder)
+
+
 def read_checkpoint(out: Path, device: torch.device | str) -> Checkpoint | None:
-    """The checkpoint in ``out`` (tensors on ``device``), or None when there is none."""
-    folder = out / FOLDER
-    if not (folder / "state.json").exists():
-        return None
-    state = read_json(folder / "state.json")
-    tensors = load_file(str(folder / "state.safetensors"), device=str(device))
-    return Checkpoint(int(state["step"]), list(state["history"]), tensors)
+    """The newest readable checkpoint in ``out`` (tensors on ``device``), or None when there is
+    none; an unreadable one is reported in one line and the previous one tried."""
+    for folder in sorted((out / FOLDER).glob("step_*"), reverse=True):
+        try:
+            return _read(folder, device)
+        except Exception as error:  # noqa: BLE001 - json, safetensors and OS errors alike
+            warn(
+                f"SAE checkpoint {folder} is unreadable ({type(error).__name__}: {error}); "
+                "using the previous one"
+            )
+    return None
 
 
 def remove_checkpoint(out: Path) -> None:

@@ -71,6 +71,8 @@ class SAETrainConfig:
     """prompts spliced through the model for CE/KL (0: skip)"""
     log: Logger = "none"
     """where training curves go besides metrics.json"""
+    overwrite: bool = False
+    """start over when --out holds a checkpoint made with other settings (else refused)"""
     quiet: bool = False
     """no progress bar"""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -156,12 +156,15 @@ def fit(
     total_steps: int,
     out: Path,
     resume: Checkpoint | None = None,
+    record: Callable[[int], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train ``sae`` for ``total_steps`` steps on ``batches`` (``[batch, d_in]`` tensors).
 
     ``out`` receives the checkpoints (every ``config.checkpoint_every`` steps) and the
     tensorboard/wandb logs; ``resume`` continues a run from its checkpoint (``batches`` are then
-    the remaining steps' batches). The SAE is left in eval mode.
+    the remaining steps' batches). ``record(step)`` gives more facts to store in a checkpoint
+    written after ``step`` steps (the settings, the data stream's position). The SAE is left in
+    eval mode.
     """
     step_fn: StepFn = fast_step if config.fast_step and supports_fast_step(sae) else sae_lens_step
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr)
@@ -207,7 +210,7 @@ def fit(
         progress.update(1)
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
             state = {"step": step + 1, "history": history, "fired_ago": fired_ago.clone()}
-            save_checkpoint(out, sae, optimizer, state)
+            save_checkpoint(out, sae, optimizer, {**(record(step + 1) if record else {}), **state})
     progress.close()
     logger.close()
     seconds = time.time() - started

@@ -17,18 +17,53 @@ from typing import Any
 
 import torch
 
-from interp.artifacts import MANIFEST, make_manifest, write_json_atomic
+from interp.artifacts import MANIFEST, make_manifest, manifest_key, stage_folder, write_json_atomic
 from interp.cache.store import ActivationStore
 from interp.cache.stream import ActivationStream
 from interp.errors import VSFAError
 from interp.models.loading import resolve_device
-from interp.sae.checkpoint import read_checkpoint, remove_checkpoint
+from interp.sae.checkpoint import FOLDER, Checkpoint, read_checkpoint, remove_checkpoint
 from interp.sae.config import SAETrainConfig
 from interp.sae.fit import fit
 from interp.sae.saes import build_sae, load_sae, save_sae
 
 Evaluate = Callable[[Any], dict[str, Any]]
 """Measures a saved (inference) SAE; returns the numbers that go into ``metrics.json``."""
+
+NOT_DECIDING = ("out", "quiet", "device", "checkpoint_every", "eval_rows", "eval_prompts", "log")
+"""Settings that do not change the trained weights (a resume may change them)."""
+
+
+def _settings(config: SAETrainConfig, stores: list[ActivationStore], hook_name: str) -> dict:
+    """What decides the trained SAE: the settings and the activation folders' manifest keys."""
+    settings = {k: v for k, v in asdict(config).items() if k not in (*NOT_DECIDING, "overwrite")}
+    settings["hook_name"] = hook_name
+    settings["acts"] = [manifest_key(s.manifest) for s in stores]
+    return settings
+
+
+def _check_resume(
+    checkpoint: Checkpoint, settings: dict[str, Any], config: SAETrainConfig, out: Path
+) -> Checkpoint | None:
+    """The checkpoint to resume from; with other settings refused in one line naming them, or
+    (``--overwrite``) dropped."""
+    stored = checkpoint.state.get("config")
+    stored = stored if isinstance(stored, dict) else {}
+    changed = [k for k in settings if stored.get(k) != settings[k]]
+    if not changed:
+        return checkpoint
+    if config.overwrite:
+        remove_checkpoint(out)
+        return None
+    shown = "; ".join(
+        "the activation folders' contents" if k == "acts"
+        else f"--{k.replace('_', '-')} {stored.get(k)!r} there, {settings[k]!r} now"
+        for k in changed[:3]
+    )  # fmt: skip
+    raise VSFAError(
+        f"{out / FOLDER} holds a run with other settings ({shown}); resume with the same "
+        "options, pass --overwrite to start over, or choose another --out"
+    )
 
 
 def _hook_name(config: SAETrainConfig, stores: list[ActivationStore]) -> str:
@@ -61,7 +96,6 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
         normalize=config.normalize,
         seed=config.seed,
     )
-    total_steps = config.total_steps(stream.rows)
     first = stores[0].manifest
     metadata = {
         "hook_name": hook_name,
@@ -71,10 +105,38 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
         "context_size": None,
     }
     sae = build_sae(config, stream.d_model, device, metadata)
+    settings = _settings(config, stores, hook_name)
+    with stage_folder(out, (FOLDER,)):
+        return _train(config, out, sae, stream, stores, hook_name, settings, vlm, evaluate, device)
+
+
+def _train(
+    config: SAETrainConfig,
+    out: Path,
+    sae: Any,
+    stream: ActivationStream,
+    stores: list[ActivationStore],
+    hook_name: str,
+    settings: dict[str, Any],
+    vlm: Any,
+    evaluate: Evaluate | None,
+    device: torch.device,
+) -> Path:
+    """Resume (or start), train, save and measure, holding the folder's lock."""
+    total_steps = config.total_steps(stream.rows)
+    first = stores[0].manifest
     resume = read_checkpoint(out, sae.W_dec.device) if config.checkpoint_every else None
     if resume is not None:
-        stream.seed = config.seed + resume.step  # a fresh shuffle for the remaining steps
-    result = fit(sae, iter(stream), config, total_steps=total_steps, out=out, resume=resume)
+        resume = _check_resume(resume, settings, config, out)
+    start = 0 if resume is None else resume.step
+
+    def record(step: int) -> dict[str, Any]:
+        return {"config": settings, "stream": stream.position(step)}
+
+    result = fit(
+        sae, stream.iter_from(start), config, total_steps=total_steps, out=out, resume=resume,
+        record=record,
+    )  # fmt: skip
     if stream.scaling_factor != 1.0:
         sae.fold_activation_norm_scaling_factor(stream.scaling_factor)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +162,7 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
     write_json_atomic(out / "metrics.json", metrics)
     manifest = make_manifest(
         "sae",
-        {k: v for k, v in asdict(config).items() if k not in ("quiet", "out")},
+        {k: v for k, v in asdict(config).items() if k not in ("quiet", "out", "overwrite")},
         inputs={str(s.path): s.manifest.get("created", "") for s in stores},
         seed=config.seed,
         model=first.get("model"),
