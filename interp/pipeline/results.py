@@ -19,8 +19,13 @@ METHODS: tuple[tuple[str, str], ...] = (
 
 
 def results_json(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
-    """``results.json``: one row per method (name, ASR with its 95% CI, over-refusal,
-    capability, CS, number of seeds) from :func:`interp.eval.table.compare` rows."""
+    """``results.json``: one row per method from :func:`interp.eval.table.compare` rows: name,
+    ASR, the three-way rates (refusal and other over harmful items, help over benign requests;
+    null for a judge that cannot tell), over-refusal, capability, CS, each with its clipped,
+    hierarchical 95% interval (``interval``: what it resampled), the number of seeds, and the
+    paired differences against the ``none`` and ``control`` rows."""
+    from interp.eval.intervals import INTERVALS
+
     names = dict(METHODS)
     out_rows = []
     for row in rows:
@@ -32,14 +37,20 @@ def results_json(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> di
                 "model": row.get("model"),
                 "asr": row.get("asr"),
                 "asr_by_benchmark": row.get("asr_by_benchmark") or {},
+                "refusal": row.get("refusal"),
+                "other": row.get("other"),
+                "help": row.get("help"),
+                "other_benign": row.get("other_benign"),
                 "over_refusal": row.get("over_refusal"),
                 "capability": row.get("capability"),
                 "cs": row.get("cs"),
                 "n_seeds": max(len(seeds), 1),
                 "seeds": seeds,
+                "interval": row.get("interval"),
+                "differences": row.get("differences") or {},
             }
         )
-    return {"rows": out_rows, "settings": settings}
+    return {"rows": out_rows, "settings": settings, "intervals": INTERVALS}
 
 
 def pick_latent(latents: dict[str, Any]) -> tuple[int, bool]:
