@@ -2,13 +2,14 @@
 
 Nothing is pickled. A checkpoint folder is written under a temporary name and renamed, so a
 killed run leaves either the previous checkpoint or the new one. Data order is a function of
-(seed, epoch), so the step number is all the data state there is.
+(seed, epoch), so the step number is all the data state there is. A checkpoint is read whole
+(:func:`read_checkpoint`) before anything is restored from it, so one that turns out corrupt
+leaves the model untouched and the trainer can fall back to an earlier one or to step 0.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from interp.artifacts import make_temporary_dir, write_json_atomic
+from interp.artifacts import atomic_dir, write_json_atomic
 
 CHECKPOINTS = "checkpoints"
 
@@ -100,8 +101,7 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
-    tmp = make_temporary_dir(final)
-    try:
+    with atomic_dir(final) as tmp:
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
         opt_tensors, opt_meta = _optimizer_tensors(optimizer)
         rng_tensors, rng_meta = _rng_state()
@@ -119,44 +119,68 @@ def save_checkpoint(
                 "history": history,
             },
         )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     for old in sorted(root.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The finished checkpoint folders of a run, newest first."""
     root = run_dir / CHECKPOINTS
-    done = [p for p in sorted(root.glob("step_*")) if (p / "state.json").exists()]
-    return done[-1] if done else None
+    return [p for p in sorted(root.glob("step_*"), reverse=True) if (p / "state.json").exists()]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    done = checkpoints(run_dir)
+    return done[0] if done else None
 
 
 def checkpoint_key(path: Path) -> str | None:
     try:
         return json.loads((path / "state.json").read_text())["key"]
-    except (OSError, json.JSONDecodeError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Every file of a checkpoint, read and checked; raises ``ValueError`` naming what is wrong
+    (a truncated or edited file), before anything is restored."""
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        data = {
+            "state": state,
+            "weights": load_file(str(path / "trainable.safetensors")),
+            "optimizer": load_file(str(path / "optimizer.safetensors")),
+            "rng": load_file(str(path / "rng.safetensors")),
+        }
+        for field in ("step", "optimizer", "scheduler", "rng", "history"):
+            if field not in state:
+                raise KeyError(field)
+    except Exception as error:  # noqa: BLE001 - json, safetensors and OS errors alike
+        raise ValueError(f"{type(error).__name__}: {error}") from None
+    return data
 
 
 def load_checkpoint(
     path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Restore weights, optimizer, scheduler and RNGs; returns (step, loss history)."""
-    state = json.loads((path / "state.json").read_text())
-    weights = load_file(str(path / "trainable.safetensors"))
+    """Restore weights, optimizer, scheduler and RNGs; returns (step, loss history). Raises
+    ``ValueError`` (and restores nothing) when the checkpoint cannot be read."""
+    data = read_checkpoint(path)
+    state = data["state"]
     params = dict(model.named_parameters())
+    wrong = sorted(
+        name
+        for name, value in data["weights"].items()
+        if name not in params or params[name].shape != value.shape
+    )
+    if wrong:
+        raise ValueError(f"trainable.safetensors does not fit the model: {wrong[:3]}")
     with torch.no_grad():
-        for name, value in weights.items():
+        for name, value in data["weights"].items():
             params[name].copy_(value.to(params[name].device))
     device = next(model.parameters()).device
-    opt_tensors = {
-        k: v.to(device) for k, v in load_file(str(path / "optimizer.safetensors")).items()
-    }
+    opt_tensors = {k: v.to(device) for k, v in data["optimizer"].items()}
     # AdamW keeps its step counter on the CPU unless it is capturable/fused.
     for key in list(opt_tensors):
         if key.endswith(".step"):
@@ -165,5 +189,5 @@ def load_checkpoint(
     scheduler.load_state_dict(
         {**state["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)}
     )
-    _set_rng_state(load_file(str(path / "rng.safetensors")), state["rng"])
+    _set_rng_state(data["rng"], state["rng"])
     return int(state["step"]), list(state["history"])

@@ -13,6 +13,7 @@ Several processes (``accelerate launch`` / ``torchrun``) share each step's micro
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -23,12 +24,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from interp.artifacts import MANIFEST, manifest_key, output_is_current, write_json_atomic
-from interp.errors import VSFAError
+from interp.artifacts import (
+    MANIFEST,
+    manifest_key,
+    output_is_current,
+    remove_orphans,
+    write_json_atomic,
+)
+from interp.errors import VSFAError, warn
+from interp.locks import folder_lock
 from interp.threads import cpu_threads
 from interp.train.checkpoint import (
+    CHECKPOINTS,
     checkpoint_key,
-    latest_checkpoint,
+    checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
@@ -61,24 +70,31 @@ def train(
                 f"WORLD_SIZE={world_size()} but accelerate set up {state.num_processes} "
                 "process(es); launch with `accelerate launch` or `torchrun`"
             )
+    if out.exists() and not out.is_dir():
+        raise VSFAError(f"--out {out} is a file; give a run folder")
     if output_is_current(out, manifest):
         return out
     key = manifest_key(manifest)
-    if state is None or state.is_main_process:
+    main = state is None or state.is_main_process
+    if main:
         prepare_run_dir(out, key, config.overwrite)
         out.mkdir(parents=True, exist_ok=True)
-    if state is not None:
-        state.wait_for_everyone()
-    if config.method == "none":
-        if state is None or state.is_main_process:
-            manifest.update(complete=True, method="none", base_model=config.model, history=[])
-            write_json_atomic(out / MANIFEST, manifest)
-        return out
-    try:
-        with cpu_threads(config.threads):
-            return _train(config, out, manifest, key, stop_after, on_step)
-    except torch.OutOfMemoryError:
-        raise _oom_error(config) from None
+    # one writer per run folder (the main process holds the lock for all of a launch)
+    with folder_lock(out) if main else nullcontext():
+        if main:
+            remove_orphans(out, (CHECKPOINTS,))
+        if state is not None:
+            state.wait_for_everyone()
+        if config.method == "none":
+            if main:
+                manifest.update(complete=True, method="none", base_model=config.model, history=[])
+                write_json_atomic(out / MANIFEST, manifest)
+            return out
+        try:
+            with cpu_threads(config.threads):
+                return _train(config, out, manifest, key, stop_after, on_step)
+        except torch.OutOfMemoryError:
+            raise _oom_error(config) from None
 
 
 def _train(
@@ -111,13 +127,8 @@ def _train(
     total_steps = config.max_steps or math.ceil(config.epochs * micro.per_epoch / per_step)
     scheduler = _scheduler(config, optimizer, total_steps)
 
-    step, history = 0, []
-    checkpoint = latest_checkpoint(out)
-    if checkpoint is not None and checkpoint_key(checkpoint) == key:
-        step, history = load_checkpoint(
-            checkpoint, model=model, optimizer=optimizer, scheduler=scheduler
-        )
-    else:
+    step, history = _resume(out, key, model, optimizer, scheduler)
+    if step == 0:
         torch.manual_seed(config.seed + 1)  # dropout stream, same as after a resume
     if accelerator is not None:
         torch.manual_seed(config.seed + 1 + rank)  # each process its own dropout stream
@@ -194,6 +205,25 @@ def _train(
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return out
+
+
+def _resume(
+    out: Path, key: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(step, history)`` of the newest readable checkpoint of this run (``(0, [])``: none).
+    A corrupt one is reported in one line and removed, and the previous one is tried."""
+    for path in checkpoints(out):
+        if checkpoint_key(path) != key:
+            continue
+        try:
+            return load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler)
+        except ValueError as error:
+            warn(
+                f"training checkpoint {path} is corrupt ({error}); removed it, resuming from "
+                "an earlier checkpoint or step 0"
+            )
+            shutil.rmtree(path, ignore_errors=True)
+    return 0, []
 
 
 def _backward(
