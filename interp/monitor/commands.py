@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from interp.monitor.config import CalibrateConfig, StreamConfig
+from interp.monitor.config import CalibrateConfig, ScreenConfig, StreamConfig
 from interp.options import config_command
 
 
@@ -37,6 +37,24 @@ def calibrate_command(config: CalibrateConfig) -> None:
     )
 
 
+@config_command(ScreenConfig, short={"images": "-i", "model": "-m", "out": "-o", "quiet": "-q"})
+def screen_command(config: ScreenConfig) -> None:
+    """Rank candidate images (or VQA records) by predicted persona shift: the projection
+    difference between the dataset's answer and the model's own at the answer tokens."""
+    from interp.monitor.screen import screen
+
+    summary = screen(config)
+    shift = summary["shift"]
+    typer.echo(
+        f"screened {summary['n_units']} {summary['unit']}s ({summary['n_records']} records): "
+        f"shift {shift['min']:.4f} to {shift['max']:.4f}, mean {shift['mean']:.4f}; "
+        f"ranked in {config.out}"
+    )
+
+
 def register(app: typer.Typer) -> None:
+    from interp.data.commands import data_app
+
     app.command("monitor")(monitor_command)
     app.command("monitor-calibrate")(calibrate_command)
+    data_app.command("screen")(screen_command)

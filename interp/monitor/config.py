@@ -61,6 +61,8 @@ class StreamConfig(ModelOptions):
             raise VSFAError("--window must be at least 1")
         if self.max_new_tokens < 1:
             raise VSFAError("--max-new-tokens must be at least 1")
+        if self.select is not None and self.select < 1:
+            raise VSFAError("--select must be at least 1")
 
 
 @dataclass(kw_only=True)
@@ -107,6 +109,9 @@ class ScreenConfig:
     (metadata, or model:PATH)"""
     max_new_tokens: int = 32
     """tokens of the model's own answer to each question"""
+    select: int | None = None
+    """also write top_N.jsonl and bottom_N.jsonl beside the VQA file: the records of the N
+    highest and lowest ranked images (or records)"""
     batch_size: int = 16
     """records per forward"""
     device: str = "auto"
@@ -123,3 +128,5 @@ class ScreenConfig:
             raise VSFAError("--batch-size must be at least 1")
         if self.max_new_tokens < 1:
             raise VSFAError("--max-new-tokens must be at least 1")
+        if self.select is not None and self.select < 1:
+            raise VSFAError("--select must be at least 1")
