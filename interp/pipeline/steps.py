@@ -1,10 +1,14 @@
 """The runners' steps: each one runs unless its marker says its output is current.
 
 A step's marker (``<out>/steps/<name>/manifest.json``) holds its config, the keys of the steps
-it depends on and what it returned (the paths later steps read). A step reruns when its config
-or an upstream key changed, when a path it returned is gone, or when forced; so a change
-upstream reruns everything downstream, and a run that stopped half-way redoes only what it
-had not finished.
+it depends on, what it returned (the paths later steps read) and the content fingerprint of
+those outputs (each file's hash; a folder's ``manifest.json``, which its stage rewrites whenever
+it rewrites the folder). A step reruns when its config or an upstream key changed, when a path it
+returned is gone or holds other content (an adapter retrained in place), or when forced. A
+step's key covers its outputs' content, so a change upstream reruns everything downstream, and a
+run that stopped half-way redoes only what it had not finished. Inputs keyed with
+:meth:`Steps.key` (a base model folder) are keyed on their files' content. Hashes are reused
+while a file's size, mtime and inode stay the same (``<out>/steps/files.json``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from interp.artifacts import (
     read_json,
     write_json_atomic,
 )
+from interp.fingerprint import Fingerprints
+
+FILES = "files.json"
 
 
 class Steps:
@@ -46,6 +53,7 @@ class Steps:
         """manifest key of every step run or skipped so far (and of inputs set with ``key``)"""
         self.timings: dict[str, float] = {}
         """seconds of every step that ran"""
+        self.prints = Fingerprints(_read_stats(self.out / "steps" / FILES))
 
     def run(
         self,
@@ -58,25 +66,60 @@ class Steps:
         marker = self.out / "steps" / name
         inputs = {dep: self.keys[dep] for dep in depends}
         manifest = make_manifest(f"{self.runner}/{name}", config, inputs=inputs)
-        self.keys[name] = manifest_key(manifest)
         if not self.force and output_is_current(marker, manifest):
-            outputs = read_json(marker / MANIFEST).get("outputs", {})
+            recorded = read_json(marker / MANIFEST)
+            outputs = recorded.get("outputs", {})
             if all(Path(p).exists() for p in paths_in(outputs)):
-                self.echo(f"[{self.runner}] {name}: current, skipped")
-                return outputs
+                content = self.outputs_key(outputs)
+                if content == recorded.get("outputs_key"):
+                    self.keys[name] = json_sha256([manifest_key(manifest), content])
+                    self.echo(f"[{self.runner}] {name}: current, skipped")
+                    return outputs
+                self.echo(f"[{self.runner}] {name}: its outputs changed since it ran")
         self.echo(f"[{self.runner}] {name} ...")
         started = time.time()
         outputs = make()
         seconds = time.time() - started
         self.timings[name] = seconds
-        manifest.update(complete=True, outputs=outputs, seconds=round(seconds, 2))
+        content = self.outputs_key(outputs)
+        self.keys[name] = json_sha256([manifest_key(manifest), content])
+        manifest.update(
+            complete=True, outputs=outputs, outputs_key=content, seconds=round(seconds, 2)
+        )
         write_json_atomic(marker / MANIFEST, manifest)
         self.echo(f"[{self.runner}] {name}: done in {seconds:.0f}s")
         return outputs
 
     def key(self, name: str, folder: str | os.PathLike) -> None:
-        """Key an input folder (names, sizes and mtimes) so steps can depend on it."""
-        self.keys[name] = folder_key(Path(folder))
+        """Key an input folder on its files' content so steps can depend on it."""
+        self.keys[name] = self.prints.folder(Path(folder))
+        self._save_stats()
+
+    def outputs_key(self, outputs: Any) -> str:
+        """The content fingerprint of a step's outputs: each file's hash, each folder's
+        ``manifest.json`` hash (``None`` for a folder without one, or a missing path)."""
+        entries = []
+        for path in paths_in(outputs):
+            target = Path(path)
+            if target.is_dir():
+                target = target / MANIFEST
+            entries.append([path, self.prints.file(target) if target.is_file() else None])
+        self._save_stats()
+        return json_sha256(entries)
+
+    def _save_stats(self) -> None:
+        known = {**self.prints.known, **self.prints.stats}
+        if known != self.prints.known:
+            self.prints.known = known
+            write_json_atomic(self.out / "steps" / FILES, known)
+
+
+def _read_stats(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path) if path.exists() else {}
+    except Exception:  # noqa: BLE001 - a damaged cache of hashes is only a slower run
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def paths_in(outputs: Any) -> list[str]:
@@ -94,18 +137,13 @@ def paths_in(outputs: Any) -> list[str]:
 
 
 def folder_key(folder: Path) -> str:
-    """Cheap identity of a folder (names, sizes and mtimes), for skip checks."""
-    entries = sorted(
-        (str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime))
-        for p in folder.rglob("*")
-        if p.is_file()
-    )
-    return json_sha256(entries)
+    """Content identity of a folder (its files' names and hashes), for skip checks."""
+    return Fingerprints().folder(folder)
 
 
 def fresh(folder: Path) -> Path:
-    """Remove a step's old output folder: a step only reruns when its inputs changed, and the
-    stages' own resume checks key on paths, not on the weights behind them."""
+    """Remove a step's old output folder before the step writes it again: a step only reruns
+    when its inputs changed, and its output should hold nothing of the previous run."""
     if folder.exists():
         shutil.rmtree(folder)
     return folder
