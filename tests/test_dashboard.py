@@ -45,6 +45,74 @@ def hostile_run(root: Path) -> Path:
     return root
 
 
+N_CARDS = 8
+
+
+def researcher_run(root: Path) -> Path:
+    """The hostile run, with what the latent page draws: eight detailed latents (more than the
+    cards shown open), image patches, whole-context activations with hostile tokens, quantile
+    bins, decoder neighbours, template positions, the density histogram and a persona score."""
+    hostile_run(root)
+    path = root / "diff" / "latents.json"
+    latents = json.loads(path.read_text())
+    template = latents["details"]["3"]
+    for index in range(N_CARDS):
+        detail = json.loads(json.dumps(template))
+        for example in detail["top_examples"]:
+            if example["image"]:
+                example["patches"] = [0.0, 1.5, 3.5, 0.0, 0.0, 2.0]
+                example["grid"] = [2, 3]
+            example["tokens"] = [["user", 0.0], [" :", 0.0], ["<image>", 3.5], [HOSTILE, 1.0]]
+            example["token_index"] = 3
+        detail["quantiles"] = [
+            {"low": 1.0, "high": 3.5, "share": 0.5, "n_tokens": 20,
+             "examples": [detail["top_examples"][0]]},
+            {"low": 0.1, "high": 1.0, "share": 0.5, "n_tokens": 20,
+             "examples": [detail["top_examples"][1]]},
+        ]  # fmt: skip
+        detail["neighbours"] = [[(index + 1) % N_CARDS, 0.8], [40, 0.3]]
+        detail["template_positions"] = [
+            {"source": "base", "token": HOSTILE, "context": f"user {HOSTILE}",
+             "activation": 9.44, "n_prompts": 8}
+        ]  # fmt: skip
+        detail["dropped"] = {"template_tokens": 8, "duplicate_contexts": 1}
+        detail["density"] = {"base": 0.01 * (index + 1), "tuned": 0.02 * (index + 1)}
+        latents["details"][str(index)] = detail
+    latents["latents"] += [
+        {**latents["latents"][0], "index": i, "delta": 0.01 * i} for i in range(5, N_CARDS)
+    ]
+    latents["density"] = {
+        "log10_edges": [-4.0, -3.0, -2.0, -1.0, 0.0], "counts": {"base": [5, 10, 30, 19],
+        "tuned": [4, 9, 31, 20]}, "dead": {"base": 0, "tuned": 0}, "n_latents": 64,
+    }  # fmt: skip
+    path.write_text(json.dumps(latents))
+    score = {"candidates": [{"name": "latent_3", "persona_auroc": 0.91},
+                            {"name": "sae_set", "persona_auroc": 0.7}]}  # fmt: skip
+    (root / "persona").mkdir()
+    (root / "persona" / "score.json").write_text(json.dumps(score))
+    return root
+
+
+def test_latent_page_index_cards_and_heatmaps(tmp_path):
+    html = write_dashboard(researcher_run(tmp_path / "run"), tmp_path / "r.html").read_text()
+    assert HOSTILE not in html
+    index = re.search(r'<table class="latent-index results" id="latent-index-0">.*?</table>',
+                      html, re.S).group(0)  # fmt: skip
+    assert index.count("<tr data-card=") == N_CARDS
+    assert '<td data-sort="0.91">0.91</td>' in index  # latent 3's persona AUROC from score.json
+    assert index.count('class="card-link"') == N_CARDS  # every row opens its card
+    cards = re.findall(r'<details class="card" id="latent-0-(\d+)"( open)?>', html)
+    assert len(cards) == N_CARDS and sum(1 for _, o in cards if o) == 6
+    assert [int(i) for i, _ in cards[:2]] == [3, 1]  # selected, then runner-up, then the rest
+    assert html.count('<canvas class="heatmap"') == 2 * N_CARDS  # top and quantile examples
+    assert 'data-grid="[2, 3]"' in html and 'data-values="[0.0, 1.5, 3.5, 0.0, 0.0, 2.0]"' in html
+    assert "Template positions, collapsed" in html and "in 8 prompts" in html
+    assert "Nearest by decoder cosine" in html and 'href="#latent-0-4">4 (cos 0.80)</a>' in html
+    assert "Examples by activation quantile" in html
+    for figure in ("hist-0-3", "density-0-3", "logit-0-3"):
+        assert f'id="{figure}"' in html
+
+
 def test_collect_run_finds_each_artifact_once(tmp_path):
     run = make_run(tmp_path / "run")
     (run / "table.json").write_text((run / "results.json").read_text())
@@ -98,7 +166,7 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); cannot render the HTML")
-    out = write_dashboard(hostile_run(tmp_path / "run"), tmp_path / "report.html")
+    out = write_dashboard(researcher_run(tmp_path / "run"), tmp_path / "report.html")
     proc = subprocess.run(
         [
             browser,
@@ -130,6 +198,15 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
     n_figures = len(re.findall(r'<div id="[^"]+" class="plotly-graph-div', dom))
     assert n_figures >= 7
     assert dom.count('class="plot-container plotly"') == n_figures
+    # every chart carries a legend
+    assert dom.count('class="legend"') >= n_figures
+    # the page's script drew every heatmap canvas, and the latent index is there
+    assert dom.count('<canvas class="heatmap"') == 2 * N_CARDS
+    assert dom.count('data-drawn="1"') == 2 * N_CARDS
+    assert dom.count("<tr data-card=") == N_CARDS
+    # hostile tokens of the coloured context stay text
+    assert '<span class="tok cur" style="background:rgba(214,39,40,0.214)" title="1">' in dom
+    assert "&lt;script&gt;document.documentElement" in dom
 
 
 def test_steering_findings_quote_every_alpha_with_its_controls_from_the_file():

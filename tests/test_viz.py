@@ -275,9 +275,12 @@ def test_steering_curves_lines_bands_and_control():
     assert len(fig.data) == 3 * 2 * 4
     add_curve = next(t for t in fig.data if t.name == "add latent 3" and t.xaxis == "x")
     assert list(add_curve.y) == pytest.approx([60.0, 40.0, 20.0])
-    band = next(t for t in fig.data if t.name == "add latent 3: random latents" and t.xaxis == "x")
+    name = "add latent 3: random latents (min-max of 2)"
+    band = next(t for t in fig.data if t.name == name and t.xaxis == "x")
     # band spans min..max over random latents 7 and 9 at each alpha (0.62 and 0.64 ASR)
     assert max(band.y) == pytest.approx(64.0) and min(band.y) == pytest.approx(62.0)
+    # the band's edge has its sweep's colour, as its legend entry shows
+    assert band.line.color == add_curve.line.color and band.line.dash == "dot"
     assert "ablate latent 3: diff of means" in names
     single = figures.steering_curves(steering_json()["sweeps"]["add"])
     assert len(single.data) == 3 * 4
@@ -315,3 +318,28 @@ def test_results_table_html_escapes_method_names():
     html = results_table_html(rows)
     assert XSS not in html and "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in html
     assert html.count("<tr>") == 1 + 3 and "ASR figstep" in html  # header + one per method
+
+
+def test_steered_evaluations_name_mode_alpha_and_latents():
+    def steered(steer: dict) -> dict:
+        metrics = eval_metrics("steer-add")
+        metrics["label"] = {"method": "steer-add", "steer": steer}
+        metrics["model"] = "organism/base"
+        return metrics
+
+    common = {"mode": "add", "hook": "blocks.2.hook_resid_post", "positions": "all"}
+    rows = result_rows(
+        [
+            steered({"mode": "none", "hook": "blocks.2.hook_resid_post"}),
+            steered({**common, "latent": [368, 186], "alpha": 5.5}),
+            steered({**common, "latent": 7, "alpha": 2.0, "control": "random", "norm": 1.0}),
+            steered({**common, "direction": "diff_of_means", "alpha": 4, "norm": 2.0}),
+        ]
+    )
+    assert [row["method"] for row in rows] == [
+        "unsteered",
+        "steer add: latents 368, 186, alpha 5.5",
+        "steer add: random control, latent 7, alpha 2",
+        "steer add: diff of means, alpha 4",
+    ]
+    assert {row["model"] for row in rows} == {"organism/base"}  # the evaluated model

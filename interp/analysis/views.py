@@ -99,19 +99,21 @@ def example_views(
     image = rows.is_image(mine)
     tokens: list[list[Any]] = []
     previous: int | None = None
+    previous_image = False
     at = 0
     for row, is_image in zip(mine, image):
         value = _rounded(values[row])
         if is_image:
-            if previous is None and tokens and tokens[-1][0] == "<image>":
+            if previous_image:
                 tokens[-1][1] = max(tokens[-1][1], value)
             else:
                 tokens.append(["<image>", value])
-            previous = None
+            previous = int(rows.token_id[row])  # the next token's space follows the image
         else:
             token_id = int(rows.token_id[row])
             tokens.append([piece(token_id, previous), value])
             previous = token_id
+        previous_image = bool(is_image)
         if int(rows.position[row]) == example.get("position"):
             at = len(tokens) - 1
     start = 0

@@ -32,6 +32,8 @@ def train_command(
         f"{key} {metrics[key]:.4g}" for key in SHOWN if isinstance(metrics.get(key), (int, float))
     )
     typer.echo(f"{path}: {summary}")
+    for line in metrics.get("warnings") or []:
+        typer.secho(line, err=True, fg="red", bold=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,11 @@ their responses): next-token cross-entropy of the clean model, with the hook's o
 the SAE reconstruction, and with it zero-ablated; ``ce_loss_increase`` = spliced - clean,
 ``ce_loss_recovered`` = (zero - spliced) / (zero - clean), and ``kl`` = KL(clean || spliced) per
 token. Image-token positions are excluded from the loss (they are not predicted).
+
+Quality warnings (:func:`quality_warnings`, written as ``warnings`` into the metrics and printed
+by ``vsfa sae train``): an SAE with ``fvu`` >= :data:`MAX_FVU` reconstructs no better than the
+mean activation, and one with more than :data:`MAX_DEAD_FRACTION` dead latents wastes most of
+its width; latents read from either are not evidence of anything.
 """
 
 from __future__ import annotations
@@ -26,6 +31,27 @@ from interp.errors import VSFAError
 from interp.hooks.native import hooked
 
 DENSE_THRESHOLD = 0.1
+MAX_FVU = 1.0
+MAX_DEAD_FRACTION = 0.5
+
+
+def quality_warnings(metrics: dict[str, Any]) -> list[str]:
+    """One line per failed quality floor: FVU >= 1, or more than half the latents dead."""
+    found = []
+    fvu, dead = metrics.get("fvu"), metrics.get("dead_fraction")
+    if isinstance(fvu, int | float) and fvu >= MAX_FVU:
+        found.append(
+            f"WARNING: FVU {fvu:.3g} >= {MAX_FVU:g}: the SAE reconstructs its activations no "
+            "better than their mean; its latents are not evidence (train longer or check the "
+            "hook)"
+        )
+    if isinstance(dead, int | float) and dead > MAX_DEAD_FRACTION:
+        found.append(
+            f"WARNING: {100 * dead:.0f}% of the latents are dead (> {100 * MAX_DEAD_FRACTION:g}%"
+            "): the SAE uses a fraction of its width (resample dead latents, lower the L1 or "
+            "raise k)"
+        )
+    return found
 
 
 @torch.no_grad()
@@ -175,7 +201,7 @@ def evaluate_sae(
     metrics: dict[str, Any] = reconstruction_metrics(
         sae, stores, hook_name, eval_rows=eval_rows, seed=seed, device=device
     )
-    metrics.update(ce_loss_increase=None, kl=None)
+    metrics.update(ce_loss_increase=None, kl=None, warnings=quality_warnings(metrics))
     if eval_prompts <= 0:
         return metrics
     for store in stores:

@@ -2,13 +2,17 @@
 
 Every piece of model or dataset text goes through :func:`interp.viz.data.esc` here; nothing from
 an artifact is ever inserted raw. Image thumbnails are small PNGs embedded as base64 data URIs so
-the report opens offline as one file.
+the report opens offline as one file. An example whose image positions were cached gets an
+image-patch heatmap: a ``<canvas class="heatmap">`` that the page's script draws from ``data-``
+attributes (the image, the patch activations and their grid, the card's scale), and its whole
+context coloured by activation on the same scale.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -20,6 +24,8 @@ from PIL import Image
 from interp.viz.data import METRIC_LABELS, RATE_METRICS, esc, format_metric, result_rows
 
 THUMBNAIL_PX = 96
+HEATMAP_PX = 128
+HEAT_RGB = "214,39,40"
 TABLE_METRICS = ("asr", "cs", "over_refusal", "capability")
 
 
@@ -114,27 +120,87 @@ def highlighted_context_html(example: Mapping[str, Any]) -> str:
     return f"{esc(context[:start])}<mark>{esc(context[start:end])}</mark>{esc(context[end:])}"
 
 
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) else ""
+
+
+def heatmap_html(
+    example: Mapping[str, Any], roots: Sequence[str | os.PathLike], vmax: float
+) -> str:
+    """The image-patch heatmap of an example (a canvas the page's script draws), with its
+    colour scale; the plain thumbnail when no image position was cached."""
+    patches = example.get("patches")
+    grid = example.get("grid")
+    if not patches or not grid:
+        return thumbnail_html(example.get("image"), roots)
+    path = resolve_image(example.get("image"), roots)
+    uri = _thumbnail_data_uri(str(path), HEATMAP_PX) if path is not None else None
+    values = json.dumps([float(v) for v in patches])
+    peak = max(float(v) for v in patches)
+    return (
+        '<div class="heat"><canvas class="heatmap" width="'
+        f'{HEATMAP_PX}" height="{HEATMAP_PX}" data-values="{esc(values)}" '
+        f'data-grid="{esc(json.dumps([int(g) for g in grid]))}" data-max="{float(vmax)!r}"'
+        + (f' data-src="{uri}"' if uri else "")
+        + f' title="{esc(example.get("image") or "image")}: activation per image patch">'
+        "</canvas>"
+        f'<div class="scale"><span>0</span><span class="bar"></span>'
+        f"<span>{esc(_number(vmax))}</span></div>"
+        f'<div class="src">patches {int(grid[0])}x{int(grid[1])}, peak {esc(_number(peak))}'
+        + ("" if uri else ", image not found")
+        + "</div></div>"
+    )
+
+
+def activation_context_html(example: Mapping[str, Any], vmax: float) -> str:
+    """The example's whole cached context, each token shaded by its activation (``tokens``),
+    the example's token outlined; empty when the example carries no token activations."""
+    tokens = example.get("tokens")
+    if not tokens:
+        return ""
+    at = example.get("token_index")
+    spans = []
+    for i, (text, value) in enumerate(tokens):
+        value = float(value or 0.0)
+        shade = min(max(value / vmax, 0.0), 1.0) if vmax > 0 else 0.0
+        style = f' style="background:rgba({HEAT_RGB},{0.75 * shade:.3f})"' if shade > 0 else ""
+        css = "tok cur" if i == at else "tok"
+        spans.append(f'<span class="{css}"{style} title="{value:.3g}">{esc(text)}</span>')
+    return '<div class="whole-context">' + "".join(spans) + "</div>"
+
+
 def top_examples_html(
     examples: Sequence[Mapping[str, Any]],
     *,
     image_roots: Sequence[str | os.PathLike] = (),
     limit: int = 8,
+    vmax: float | None = None,
 ) -> str:
-    """The top-activating examples of a latent: thumbnail, source, activation, highlighted text."""
+    """Examples of a latent: image-patch heatmap (else thumbnail), source, activation on each
+    model, highlighted token, and the whole context coloured by activation (scale ``vmax``,
+    default the largest activation listed)."""
+    shown = list(examples)[:limit]
+    if vmax is None:
+        vmax = max([float(e.get("activation") or 0) for e in shown] + [0.0]) or 1.0
     items = []
-    for example in list(examples)[:limit]:
-        activation = example.get("activation")
-        activation_text = f"{activation:.3g}" if isinstance(activation, int | float) else ""
+    for example in shown:
+        both = ""
+        if example.get("base_activation") is not None or example.get("tuned_activation"):
+            both = (
+                f" (base {esc(_number(example.get('base_activation')) or 'not cached')}, "
+                f"tuned {esc(_number(example.get('tuned_activation')) or 'not cached')})"
+            )
         items.append(
             '<li class="example">'
-            + thumbnail_html(example.get("image"), image_roots)
+            + heatmap_html(example, image_roots, vmax)
             + '<div class="example-text">'
             + f'<div class="meta"><span class="source {esc(example.get("source"))}">'
             + f"{esc(example.get('source'))}</span> "
             + f"<span>{esc(example.get('prompt_id'))}</span> "
-            + f'<span class="act">act {esc(activation_text)}</span></div>'
+            + f'<span class="act">act {esc(_number(example.get("activation")))}{both}</span></div>'
             + f'<div class="prompt">{esc(example.get("prompt"))}</div>'
             + f'<div class="context">{highlighted_context_html(example)}</div>'
+            + activation_context_html(example, vmax)
             + "</div></li>"
         )
     if not items:

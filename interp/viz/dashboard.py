@@ -21,23 +21,14 @@ import plotly.graph_objects as go
 from interp.artifacts import read_json, write_text_atomic
 from interp.errors import VSFAError
 from interp.viz import figures
-from interp.viz.cards import key_value_table_html, results_table_html, top_examples_html
-from interp.viz.data import (
-    esc,
-    latent_entries,
-    metric_value,
-    result_rows,
-    selected_latents,
-    steering_sweeps,
-)
+from interp.viz.cards import key_value_table_html, results_table_html
+from interp.viz.data import esc, metric_value, result_rows, steering_sweeps
+from interp.viz.latent_page import SCRIPT, latent_page
 from interp.viz.persona import PERSONA_FILES, persona_kind, persona_section
 
 # Folders that hold bulk data, never JSON the dashboard draws.
 SKIP_DIRS = {"shards", "adapter", "model", "images", "__pycache__", "checkpoints", "points"}
 MAX_JSON_BYTES = 64 << 20
-MAX_LATENT_CARDS = 6
-LATENT_STATS = ("base_mean", "tuned_mean", "delta", "base_freq", "tuned_freq", "p_value",
-                "p_adjusted", "effect_size", "harmful_delta", "benign_delta")  # fmt: skip
 
 
 @dataclass
@@ -52,6 +43,8 @@ class RunArtifacts:
     sae: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
     persona: dict[str, list[tuple[Path, dict[str, Any]]]] = field(default_factory=dict)
     """persona.json, persona_report.json and frontier.json by kind (:mod:`interp.viz.persona`)"""
+    scores: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    """persona ``score.json`` files: the persona AUROC of single latents for the latent index"""
 
     def is_empty(self) -> bool:
         return not (
@@ -83,6 +76,7 @@ def collect_run(run_dir: str | os.PathLike) -> RunArtifacts:
                 "metrics.json",
                 "latents.json",
                 "steering.json",
+                "score.json",
                 *PERSONA_FILES,
             }:
                 continue
@@ -115,6 +109,8 @@ def _classify(found: RunArtifacts, path: Path, name: str, data: Any) -> None:
             found.evals.append((path, dict(data)))
         elif "history" in data or "fvu" in data:
             found.sae.append((path, dict(data)))
+    elif name == "score.json" and isinstance(data, Mapping) and "candidates" in data:
+        found.scores.append((path, dict(data)))
     elif name == "latents.json" and isinstance(data, Mapping) and "latents" in data:
         found.latents.append((path, dict(data)))
     elif (
@@ -154,6 +150,17 @@ display:flex;align-items:center;justify-content:center}
 .meta{color:#555}.source.base{color:#1f77b4}.source.tuned{color:#d62728}
 .prompt{color:#444;margin:.15rem 0}.context{font-family:ui-monospace,monospace}
 mark{background:#ffe066;padding:0 1px}ul.findings li{margin:.2rem 0}
+details.card>summary{cursor:pointer}details.card>summary h3{display:inline}
+table.latent-index tbody tr{cursor:pointer}table.latent-index tbody tr:hover{background:#f5f8fc}
+table.latent-index th{cursor:pointer}
+.heat{flex:none;width:128px;font-size:.7rem}canvas.heatmap{width:128px;height:128px;display:block}
+.scale{display:flex;align-items:center;gap:3px}.scale .bar{flex:1;height:8px;
+background:linear-gradient(to right,rgba(214,39,40,.15),rgba(214,39,40,.8))}
+.whole-context{font-family:ui-monospace,monospace;margin-top:.2rem;line-height:1.6}
+.tok{white-space:pre-wrap}.tok.cur{outline:2px solid #333}
+.template{background:#fafafa;border:1px dashed #bbb;padding:.3rem .6rem;margin:.5rem 0;
+font-size:.85rem}.quantile{margin:.5rem 0}.warning{background:#fde2e1;border:2px solid #d62728;
+padding:.4rem .8rem;font-weight:600}
 """
 
 
@@ -256,6 +263,8 @@ def _results_section(art: RunArtifacts) -> str:
 
 
 def _latent_section(art: RunArtifacts) -> str:
+    scores = [data for _, data in art.scores]
+
     def pieces(i: int, path: Path, latents: dict[str, Any]) -> list[str]:
         chosen = (latents.get("selected") or {}).get("latents") or []
         summary = (
@@ -265,46 +274,13 @@ def _latent_section(art: RunArtifacts) -> str:
             f"{', '.join(str(c) for c in chosen) or 'none'} "
             f"(rule: {(latents.get('selected') or {}).get('rule', '?')})."
         )
-        parts = [f"<p>{esc(summary)}</p>", _source(path, art.root)]
-        parts.append(_figure_html(figures.latent_scatter(latents), f"latent-scatter-{i}"))
-        entries = {int(e["index"]): e for e in latent_entries(latents)}
-        roots = [path.parent, art.root, Path.cwd()]
-        details = latents.get("details") or {}
-        shown = [idx for idx in selected_latents(latents) if str(idx) in details]
-        for idx in shown[:MAX_LATENT_CARDS]:
-            parts.append(_latent_card(latents, idx, entries.get(idx, {}), roots, f"{i}-{idx}"))
-        return parts
+        parts = [f"<p>{esc(summary)}</p>"]
+        if latents.get("significance"):
+            parts.append(f'<p class="src">significant: {esc(latents["significance"])}</p>')
+        parts.append(_source(path, art.root))
+        return parts + latent_page(latents, path, art.root, str(i), _figure_html, scores)
 
     return _section("Latents", art.latents, pieces)
-
-
-def _latent_card(
-    latents: Mapping[str, Any],
-    index: int,
-    entry: Mapping[str, Any],
-    roots: Sequence[Path],
-    key: str,
-) -> str:
-    stats = {k: entry[k] for k in LATENT_STATS if k in entry}
-    detail = latents["details"][str(index)]
-    significant = ((latents.get("selected") or {}).get("significant") or {}).get(str(index))
-    flag = {True: " (significant)", False: " (not significant)"}.get(significant, "")
-    logit = (
-        "<div>" + _figure_html(figures.logit_effect(latents, index), f"logit-{key}") + "</div>"
-        if detail.get("logit_effect")
-        else ""
-    )
-    return (
-        f'<div class="card" id="latent-{esc(key)}"><h3>Latent {index}{esc(flag)}</h3>'
-        + key_value_table_html(stats)
-        + '<div class="row"><div>'
-        + _figure_html(figures.latent_histogram(latents, index), f"hist-{key}")
-        + "</div>"
-        + logit
-        + "</div><h4>Top-activating examples</h4>"
-        + top_examples_html(detail.get("top_examples") or [], image_roots=roots)
-        + "</div>"
-    )
 
 
 def _steering_section(art: RunArtifacts) -> str:
@@ -321,7 +297,13 @@ def _steering_section(art: RunArtifacts) -> str:
 def _sae_section(art: RunArtifacts) -> str:
     def pieces(i: int, path: Path, metrics: dict[str, Any]) -> list[str]:
         scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
-        parts = [_source(path, art.root) + key_value_table_html(scalars)]
+        warnings = metrics.get("warnings")
+        if warnings is None:  # metrics written before the floors were recorded
+            from interp.sae.metrics import quality_warnings
+
+            warnings = quality_warnings(metrics)
+        parts = [f'<p class="warning">{esc(line)}</p>' for line in warnings]
+        parts.append(_source(path, art.root) + key_value_table_html(scalars))
         if metrics.get("history"):
             parts.append(_figure_html(figures.sae_training_curves(metrics), f"sae-{i}"))
         return parts
@@ -352,6 +334,7 @@ def render_dashboard(art: RunArtifacts, *, title: str | None = None) -> str:
         persona_section(art.persona, art.root, _figure_html, _source),
         _monitor_section(art),
         _sae_section(art),
+        f"<script>{SCRIPT}</script>",
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

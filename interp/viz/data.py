@@ -114,15 +114,38 @@ def result_rows(data: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _alpha(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def steer_method(steer: Mapping[str, Any]) -> str:
+    """A steered evaluation's row name from its label's ``steer`` entry: the mode, what is
+    steered (latents, a random control set or the difference of means) and the alpha."""
+    mode = steer.get("mode") or "steer"
+    if mode == "none":
+        return "unsteered"
+    if steer.get("direction"):
+        what = str(steer["direction"]).replace("_", " ")
+    else:
+        latent = steer.get("latent")
+        many = isinstance(latent, list | tuple)
+        what = f"latents {', '.join(str(i) for i in latent)}" if many else f"latent {latent}"
+        if steer.get("control"):
+            what = f"{steer['control']} control, {what}"
+    return f"steer {mode}: {what}, alpha {_alpha(steer.get('alpha'))}"
+
+
 def _row_from_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     label = metrics.get("label") or {}
     summary = metrics.get("summary") or {}
     method = label.get("method") or "model"
+    if isinstance(label.get("steer"), Mapping):
+        method = steer_method(label["steer"])
     if metrics.get("defense") and metrics["defense"] not in str(method):
         method = f"{method} + {metrics['defense']}"
     return {
         "name": method,
-        "model": label.get("model"),
+        "model": label.get("model") or metrics.get("model"),
         "method": method,
         "n_seeds": 1 if label.get("seed") is not None else None,
         "asr": summary.get("asr"),

@@ -196,9 +196,11 @@ def latent_histogram(latents: Mapping[str, Any], index: int) -> go.Figure:
         )
     fig.update_layout(
         barmode="overlay",
-        title=f"Latent {index}: activations, base vs tuned",
+        title=f"Latent {index}: nonzero activations, base vs tuned",
         xaxis_title="activation",
         yaxis_title="tokens",
+        showlegend=True,
+        legend={"title": {"text": "model (tokens)"}},
     )
     return fig
 
@@ -206,20 +208,28 @@ def latent_histogram(latents: Mapping[str, Any], index: int) -> go.Figure:
 def logit_effect(latents: Mapping[str, Any], index: int) -> go.Figure:
     """Tokens the latent's decoder direction promotes and suppresses through the unembedding."""
     effect = _details(latents, index).get("logit_effect") or {}
-    fig = go.Figure()
-    for key, color in (("promoted", "#2ca02c"), ("suppressed", "#d62728")):
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.25,
+                        subplot_titles=["promoted", "suppressed"])  # fmt: skip
+    n = 1
+    for col, (key, color) in enumerate((("promoted", "#2ca02c"), ("suppressed", "#d62728")), 1):
         pairs = list(effect.get(key) or [])
+        n = max(n, len(pairs))
         fig.add_bar(
-            name=key,
+            name=f"{key} tokens",
             orientation="h",
-            y=[esc(repr(str(token))) for token, _ in pairs],
+            y=[f"{i + 1}. {esc(repr(str(token)))}" for i, (token, _) in enumerate(pairs)],
             x=[float(value) for _, value in pairs],
             marker_color=color,
+            row=1,
+            col=col,
         )
+    # every bar labelled: one tick per token, tall enough to print them all
+    fig.update_yaxes(autorange="reversed", tickmode="linear", dtick=1, automargin=True)
+    fig.update_xaxes(title_text="logit contribution")
     fig.update_layout(
-        title=f"Latent {index}: logit effect",
-        xaxis_title="logit contribution",
-        yaxis={"autorange": "reversed"},
+        title=f"Latent {index}: logit effect (direct path through the unembedding)",
+        height=max(320, 140 + 22 * n),
+        showlegend=True,
     )
     return fig
 
@@ -281,7 +291,11 @@ def steering_curves(steering: Mapping[str, Any]) -> go.Figure:
             _add_diff_of_means(fig, sweep, metric, label, color, s, col)
     fig.update_yaxes(title_text="%", range=[0, 100])
     fig.update_xaxes(title_text="alpha")
-    fig.update_layout(title="Steering dose-response (grey: random-latent control)")
+    fig.update_layout(
+        title="Steering dose-response (grey band, dotted edge in the sweep's colour: its "
+        "random-latent control)",
+        showlegend=True,
+    )
     return fig
 
 
@@ -302,13 +316,16 @@ def _add_control_band(
     alphas = sorted(by_alpha)
     lows = [min(by_alpha[a]) for a in alphas]
     highs = [max(by_alpha[a]) for a in alphas]
+    color = PALETTE[s % len(PALETTE)]
+    n = max(len(values) for values in by_alpha.values())
     fig.add_scatter(
         x=alphas + alphas[::-1],
         y=highs + lows[::-1],
         fill="toself",
         fillcolor="rgba(127,127,127,0.25)",
-        line={"width": 0},
-        name=f"{label}: random latents",
+        line={"width": 1.5, "color": color, "dash": "dot"},
+        mode="lines",
+        name=f"{label}: random latents (min-max of {n})",
         legendgroup=f"random{s}",
         showlegend=col == 1,
         hoverinfo="skip",
