@@ -1,9 +1,11 @@
 """The evaluation judges: a keyword refusal judge and an LLM judge running a local model.
 
 Importing this package registers both in :data:`JUDGES` (``--judge keyword``,
-``--judge keyword:FILE``, ``--judge llm:PATH``); plug-ins register theirs through the
-``interp.plugins`` entry point. Every judge reports the configuration that decides its verdicts
-(``config()``), which goes into the results' manifest.
+``--judge keyword:FILE``, ``--judge llm:PATH``, ``--judge llm:PATH#TEMPLATE``); plug-ins register
+theirs through the ``interp.plugins`` entry point. Every judge reports the configuration that
+decides its verdicts (``config()``), which goes into the results' manifest. Calibrate a judge on
+labelled replies with :mod:`interp.eval.judges.calibration`, compare two with
+:mod:`interp.eval.judges.agreement`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from interp.eval.judges.llm import (
     LLMJudge,
     LLMJudgeConfig,
     parse_judgement,
+    split_template,
 )
+from interp.eval.judges.templates import DEFAULT_TEMPLATE, TEMPLATES, JudgeTemplate
 
 
 def make_judge(
@@ -41,8 +45,9 @@ def make_judge(
     use_image: bool = True,
     quiet: bool = True,
 ) -> Judge:
-    """A judge from a CLI spec; ``llm:PATH`` takes the judge-model options (``template`` is a
-    prompt template file), every other judge is made by :func:`get_judge`."""
+    """A judge from a CLI spec; ``llm:PATH[#TEMPLATE]`` takes the judge-model options
+    (``template``: a ready-made template's name or a prompt template file), every other judge is
+    made by :func:`get_judge`."""
     name, _, arg = spec.partition(":")
     if name != "llm":
         if template is not None:
@@ -50,15 +55,26 @@ def make_judge(
         return get_judge(spec)
     if not arg:
         raise VSFAError("--judge llm needs a local model folder: --judge llm:PATH")
+    path, template_name = split_template(arg)
     config = LLMJudgeConfig(
-        path=arg, device=device, dtype=dtype, batch_size=batch_size,
+        path=path, device=device, dtype=dtype, batch_size=batch_size,
         max_new_tokens=max_new_tokens, use_image=use_image, quiet=quiet,
     )  # fmt: skip
-    if template is not None:
+    if template is not None and template_name is not None:
+        raise VSFAError(
+            f"--judge {spec} names a template; drop --judge-template or the #{template_name}"
+        )
+    if template is not None and str(template) in TEMPLATES:
+        template_name = str(template)
+    elif template is not None:
         template_path = Path(template).expanduser()
         if not template_path.is_file():
-            raise VSFAError(f"--judge-template {template_path} does not exist")
+            raise VSFAError(
+                f"--judge-template {template_path} is neither a file nor a template "
+                f"({', '.join(TEMPLATES)})"
+            )
         config.template = template_path.read_text(encoding="utf-8")
+    config.template_name = template_name or DEFAULT_TEMPLATE
     return LLMJudge(config)
 
 
@@ -68,11 +84,13 @@ __all__ = [
     "JUDGES",
     "Judge",
     "JudgeFactory",
+    "JudgeTemplate",
     "KeywordJudge",
     "LLMJudge",
     "LLMJudgeConfig",
     "OUTCOMES",
     "Outcome",
+    "TEMPLATES",
     "Verdict",
     "get_judge",
     "make_judge",
