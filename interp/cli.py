@@ -60,6 +60,25 @@ for stage in (
     stage.register(app)
 
 
+def _decoded_file(error: UnicodeDecodeError) -> str:
+    """The file a decoding error came from: the innermost open text file or path in its
+    traceback (``a file`` when none is found)."""
+    import io
+    from pathlib import PurePath
+
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, io.TextIOWrapper):
+                return str(value.name)
+            if isinstance(value, PurePath):
+                return str(value)
+    return "a file"
+
+
 def main() -> None:
     try:
         code = app(standalone_mode=False)
@@ -77,6 +96,10 @@ def main() -> None:
         sys.exit(1)
     except VSFAError as error:
         typer.echo(f"error: {one_line(str(error))}", err=True)
+        sys.exit(2)
+    except UnicodeDecodeError as error:  # a reader that assumed UTF-8 without checking
+        typer.echo(f"error: {_decoded_file(error)} is not UTF-8 text ({error.reason} at "
+                   f"byte {error.start}); save it as UTF-8", err=True)  # fmt: skip
         sys.exit(2)
     if isinstance(code, int) and code:
         sys.exit(code)

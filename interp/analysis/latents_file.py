@@ -78,7 +78,22 @@ def selected_latents(path: str | os.PathLike) -> int | list[int]:
     from interp.artifacts import read_json
     from interp.sae.latents import as_latents
 
-    chosen = (read_json(path).get("selected") or {}).get("latents") or []
+    data = read_json(path)
+    selected = data.get("selected") if isinstance(data, dict) else None
+    if selected is not None and not isinstance(selected, dict):
+        raise VSFAError(
+            f"{path}: 'selected' is {type(selected).__name__} {selected!r}; expected an object "
+            'with a list of latent indices ({"latents": [12]}), as vsfa latents diff writes'
+        )
+    chosen = (selected or {}).get("latents") or []
+    if isinstance(chosen, int) and not isinstance(chosen, bool):
+        chosen = [chosen]
+    if not isinstance(chosen, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in chosen
+    ):
+        raise VSFAError(
+            f"{path}: selected.latents is {chosen!r}; expected a list of latent indices (>= 0)"
+        )
     if not chosen:
         raise VSFAError(f"{path}: the diff selected no latent (nothing significant); pass --latent")
     return as_latents(chosen)

@@ -7,6 +7,7 @@ and the trainer all read and write VQA data through this module.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -34,33 +35,48 @@ def read_vqa_jsonl(
     if not path.is_file():
         raise VSFAError(f"VQA data {path} does not exist")
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise VSFAError(f"{path} line {number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise VSFAError(f"{path} line {number}: expected a JSON object")
-            for name in required:
-                value = record.get(name)
-                if not isinstance(value, str) or not value.strip():
-                    problem = "missing" if name not in record else "empty or not a string"
-                    raise VSFAError(f"{path} line {number}: field {name!r} is {problem}")
-            for name in OPTIONAL_STR_FIELDS:
-                if name in record and not isinstance(record[name], str):
-                    raise VSFAError(f"{path} line {number}: field {name!r} must be a string")
-            if "tags" in record and not (
-                isinstance(record["tags"], list) and all(isinstance(t, str) for t in record["tags"])
-            ):
-                raise VSFAError(f"{path} line {number}: field 'tags' must be a list of strings")
-            record.setdefault("id", f"{path.stem}-{number}")
-            records.append(record)
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise VSFAError(f"{path} line {number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise VSFAError(f"{path} line {number}: expected a JSON object")
+        for name in required:
+            value = record.get(name)
+            if not isinstance(value, str) or not value.strip():
+                problem = "missing" if name not in record else "empty or not a string"
+                raise VSFAError(f"{path} line {number}: field {name!r} is {problem}")
+        for name in OPTIONAL_STR_FIELDS:
+            if name in record and not isinstance(record[name], str):
+                raise VSFAError(f"{path} line {number}: field {name!r} must be a string")
+        if "tags" in record and not (
+            isinstance(record["tags"], list) and all(isinstance(t, str) for t in record["tags"])
+        ):
+            raise VSFAError(f"{path} line {number}: field 'tags' must be a list of strings")
+        record.setdefault("id", f"{path.stem}-{number}")
+        records.append(record)
     if not records:
         raise VSFAError(f"VQA data {path} has no records")
     return records
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file; a file in another encoding is one clear error naming
+    the line (a JSONL or TXT given as data, prompts or a benchmark)."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise VSFAError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file "
+            "as UTF-8"
+        ) from None
+    return list(io.StringIO(text, newline=None))  # as open() splits: \n, \r\n, \r only
 
 
 def resolve_image(image: str, base: str | os.PathLike) -> Path:

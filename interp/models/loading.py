@@ -10,7 +10,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoProcessor
 
-from interp.errors import VSFAError
+from interp.errors import VSFAError, one_line
 from interp.models.compat import has_torchvision, load_image_only_processor
 from interp.models.families import FamilyAdapter, detect_family, get_family
 from interp.models.vlm import VLM
@@ -71,6 +71,34 @@ def _read_config(name_or_path: str, trust_remote_code: bool) -> Any:
         ) from None
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_weights(folder: str | os.PathLike) -> None:
+    """A local weights folder holds readable safetensors: a folder with pickled weights only is
+    refused (nothing is unpickled), and a ``.safetensors`` file whose header does not parse or
+    whose data is cut short is named."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    tensors = sorted(folder.glob("*.safetensors"))
+    pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    if not tensors and pickles:
+        raise VSFAError(
+            f"{pickles[0]} is a pickle; this workbench loads safetensors only - convert it "
+            "(load it where you trust it and save_pretrained(..., safe_serialization=True))"
+        )
+    for file in tensors:
+        try:
+            with safe_open(str(file), framework="pt") as handle:  # checks the data's extent
+                handle.keys()
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
+            raise VSFAError(
+                f"{file} is not a readable safetensors file ({one_line(str(error))}); "
+                "it may be truncated or not safetensors at all"
+            ) from None
+
+
 def resolve_run_dir(adapter: str | os.PathLike) -> tuple[str, Path]:
     """What a run (or adapter) folder holds: ``("peft", path)`` or ``("full", path)``.
 
@@ -126,6 +154,10 @@ def load_vlm(
             weights_path = str(adapter_dir)
 
     config = _read_config(weights_path, trust_remote_code)
+    if Path(weights_path).is_dir():
+        check_weights(weights_path)
+    if adapter_kind == "peft":
+        check_weights(adapter_dir)
     adapter_family: FamilyAdapter = get_family(family) if family else detect_family(config)
     if family:
         detected = detect_family(config)
