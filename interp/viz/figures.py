@@ -254,7 +254,7 @@ def steering_curves(steering: Mapping[str, Any]) -> go.Figure:
         color = PALETTE[s % len(PALETTE)]
         mode = esc(sweep.get("mode", "steer"))
         latent = sweep.get("latent")
-        label = f"{mode} latent {latent}" if latent is not None else mode
+        label = f"{mode} latent {esc(latent)}" if latent is not None else mode
         curve = sorted(sweep.get("curve") or [], key=lambda point: point["alpha"])
         alphas = [point["alpha"] for point in curve]
         for col, metric in enumerate(STEER_METRICS, start=1):
