@@ -15,6 +15,8 @@ def families_command() -> None:
 
     for family in FAMILIES.values():
         hooks = "TransformerBridge + native hooks" if family.bridge else "native hooks only"
+        if family.needs_video_processor and family.bridge:
+            hooks += " (images; videos need torchvision)"
         typer.echo(f"{family.name:12s} {family.model_class:40s} {hooks}")
 
 

@@ -47,6 +47,15 @@ class FamilyAdapter:
     bridge: bool = True
     """TransformerLens's TransformerBridge supports this family; otherwise hooks use native
     PyTorch forward hooks under the same names."""
+    block_modules: dict[str, str] = {
+        "ln1": "input_layernorm",
+        "attn_out": "self_attn",
+        "ln2": "post_attention_layernorm",
+        "mlp_out": "mlp",
+    }
+    """Submodules of a decoder layer behind the native hooks: ``ln1`` / ``ln2`` the norms before
+    attention / MLP (``ln2``'s input is ``hook_resid_mid``), ``attn_out`` / ``mlp_out`` the
+    modules whose output the layer adds to the residual stream."""
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Default LoRA target module names inside the language model."""
     image_token_attrs: tuple[str, ...] = ("image_token_id", "image_token_index")
@@ -103,6 +112,12 @@ class FamilyAdapter:
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return self.language_model(model).layers
+
+    def block_module(self, layer: nn.Module, part: str) -> nn.Module | None:
+        """The submodule of decoder ``layer`` behind ``part`` (a key of :attr:`block_modules`);
+        ``None`` where the layer adds a scaled or masked output (then the native hook reads the
+        difference of the residual streams around it)."""
+        return getattr(layer, self.block_modules[part], None)
 
     def text_config(self, config: Any) -> Any:
         return config.get_text_config() if hasattr(config, "get_text_config") else config

@@ -25,6 +25,12 @@ class Gemma3(FamilyAdapter):
     processor_class = "Gemma3Processor"
     nested_images = True
     image_marker_tokens = ("<start_of_image>", "<end_of_image>")
+    block_modules = {
+        "ln1": "input_layernorm",
+        "attn_out": "post_attention_layernorm",
+        "ln2": "pre_feedforward_layernorm",
+        "mlp_out": "post_feedforward_layernorm",
+    }
     chat_template = GEMMA3_TEMPLATE
     tiny_tokens = TinyTokens(
         "<pad> <eos> <bos> <start_of_turn> <end_of_turn> <start_of_image> <end_of_image> "

@@ -57,6 +57,12 @@ class Mllama(FamilyAdapter):
             image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"),
         )
 
+    def block_module(self, layer: Any, part: str) -> Any:
+        # A cross-attention layer adds tanh(gate) * output (the MLP's also row-masked).
+        if part in ("attn_out", "mlp_out") and hasattr(layer, "cross_attn"):
+            return None
+        return super().block_module(layer, part)
+
     def tiny_randomise(self, model: Any) -> None:
         # transformers initialises the tanh gates to zero: cross-attention would add nothing.
         for layer in model.model.language_model.layers:
