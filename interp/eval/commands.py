@@ -1,4 +1,5 @@
-"""CLI: ``vsfa eval``, ``vsfa compare`` and ``vsfa benchmarks {list,check,fixtures}``."""
+"""CLI: ``vsfa eval``, ``vsfa compare``, ``vsfa benchmarks {list,check,fixtures}`` and
+``vsfa judge {check,agree}``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import typer
 
 from interp.eval.config import EvalConfig
+from interp.eval.judge_commands import judge_app, print_agreement
 from interp.options import config_command
 
 benchmarks_app = typer.Typer(
@@ -56,12 +58,32 @@ def eval_command(
 def compare_command(
     results: list[Path] = typer.Argument(..., help="result folders of `vsfa eval`"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for table.md and table.json"),
+    judges: str | None = typer.Option(
+        None,
+        "--judges",
+        help="A,B: re-judge every folder's stored replies with two judges and report Cohen's "
+        "kappa between them (written to agreement.json)",
+    ),
+    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for the kappa interval"),
 ) -> None:
     """Render the paper-style table (rows model x method) as markdown and JSON."""
     from interp.eval.table import write_table
 
     folder = write_table(results, out)
     typer.echo((folder / "table.md").read_text(encoding="utf-8"), nl=False)
+    if judges is not None:
+        from interp.artifacts import write_json_atomic
+        from interp.eval.judge_config import JudgeAgreeConfig
+        from interp.eval.judges.agreement import judge_agreement
+
+        config = JudgeAgreeConfig(judges=[j.strip() for j in judges.split(",") if j.strip()],
+                                  n_boot=n_boot, quiet=True)  # fmt: skip
+        report = judge_agreement(
+            results, [config.make(spec) for spec in config.judges or ()], n_boot=n_boot
+        )
+        typer.echo("")
+        print_agreement(report)
+        write_json_atomic(folder / "agreement.json", report)
 
 
 @benchmarks_app.command("list")
@@ -109,3 +131,4 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("compare")(compare_command)
     app.add_typer(benchmarks_app, name="benchmarks")
+    app.add_typer(judge_app, name="judge")

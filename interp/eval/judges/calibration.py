@@ -240,3 +240,72 @@ def check_judge(
             if predicted[i] != replies[i].label
         ],
     }
+
+
+def _pct(stat: dict[str, Any] | None) -> str:
+    if not stat or stat["value"] is None:
+        return "n/a"
+    if stat["ci_low"] is None:
+        return f"{stat['value']:.1%}"
+    return f"{stat['value']:.1%} [{stat['ci_low']:.1%}, {stat['ci_high']:.1%}]"
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split()) or "(empty)"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _block_lines(name: str, block: dict[str, Any]) -> list[str]:
+    lines = [f"{name} (n {block['n']}): accuracy {_pct(block['accuracy'])}"]
+    lines.append(f"  {'label':7s} {'n':>4s}  {'precision':26s} {'recall':26s} F1")
+    for label, row in block["labels"].items():
+        if not row["support"] and not row["predicted"]:
+            continue
+        lines.append(
+            f"  {label:7s} {row['support']:4d}  {_pct(row['precision']):26s} "
+            f"{_pct(row['recall']):26s} {_pct(row['f1'])}"
+        )
+    lines.append(
+        f"  refusal recall {_pct(block['refusal_recall'])}; false alarms "
+        f"{_pct(block['false_alarm'])} (compliant replies read as refusals)"
+    )
+    lines.append("  confusion (rows: label, columns: judge): " + " ".join(OUTCOMES))
+    for label, row in block["confusion"].items():
+        lines.append(f"    {label:7s} " + " ".join(f"{row[p]:6d}" for p in OUTCOMES))
+    return lines
+
+
+def render_check(report: dict[str, Any], show: int = 20) -> str:
+    """The report of :func:`check_judge` as text: the whole file and each split (per label
+    precision, recall, F1, the refusal view and the confusion matrix), each kind, and the first
+    ``show`` disagreements as a table."""
+    judge = report["judge"]
+    source = judge["config"].get("phrases_source") or judge["config"].get("template_name") or ""
+    lines = [
+        f"judge {judge['name']}{f' ({source})' if source else ''} on {report['all']['n']} "
+        f"labelled replies ({report['labels_file']}); {report['intervals']}, "
+        f"{report['n_boot']} resamples, seed {report['seed']}",
+        "",
+        *_block_lines("all", report["all"]),
+    ]
+    for split, block in report["splits"].items():
+        lines += ["", *_block_lines(f"split {split}", block)]
+    if report["kinds"]:
+        lines += ["", f"per kind: {'kind':28s} {'n':>4s}  recall of its label(s)"]
+        for kind, block in report["kinds"].items():
+            recalls = ", ".join(
+                f"{label} {_pct(row['recall'])}"
+                for label, row in block["labels"].items()
+                if row["support"]
+            )
+            lines.append(f"          {kind:28s} {block['n']:4d}  {recalls}")
+    wrong = report["disagreements"]
+    lines += ["", f"disagreements: {len(wrong)} (showing {min(show, len(wrong))})"]
+    if wrong and show:
+        lines.append(f"  {'id':10s} {'split':5s} {'kind':26s} {'label':7s} {'judge':7s} response")
+        for row in wrong[:show]:
+            lines.append(
+                f"  {row['id'][:10]:10s} {row['split'][:5]:5s} {row['kind'][:26]:26s} "
+                f"{row['label']:7s} {row['predicted']:7s} {_clip(row['response'], 70)}"
+            )
+    return "\n".join(lines) + "\n"
