@@ -109,25 +109,33 @@ class _Design:
         self.strata = np.unique(strata, return_inverse=True)[1].reshape(-1)
         codes = {c: n for n, c in enumerate(dict.fromkeys(clusters))}
         self.clusters = np.array([codes[c] for c in clusters], dtype=int)
+        # per stratum: its clusters' item indices (cluster codes run in first-seen order)
+        members: dict[int, list[list[int]]] = {}
+        seen: dict[int, list[int]] = {}
+        for index, (stratum, code) in enumerate(zip(self.strata.tolist(), self.clusters)):
+            if code not in seen:
+                seen[code] = []
+                members.setdefault(stratum, []).append(seen[code])
+            seen[code].append(index)
+        self.members = [[np.array(m) for m in members[s]] for s in sorted(members)]
 
     @property
     def n_clusters(self) -> int:
-        return len(set(self.clusters.tolist()))
+        return int(self.clusters.max()) + 1 if len(self.clusters) else 0
 
     def weights(self, rng: np.random.Generator, n_boot: int) -> np.ndarray:
         """``[n_boot, n_items]`` draw counts: clusters within strata, then items within each
         drawn cluster (a cluster drawn ``c`` times of ``m`` items gives ``c * m`` item draws)."""
         out = np.zeros((n_boot, len(self.keys)))
-        for stratum in np.unique(self.strata):
-            members = np.unique(self.clusters[self.strata == stratum])
-            drawn = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), n_boot)
-            for column, code in enumerate(members):
-                index = np.flatnonzero(self.clusters == code)
-                if len(index) == 1:
-                    out[:, index[0]] = drawn[:, column]
-                    continue
-                share = np.full(len(index), 1 / len(index))
-                out[:, index] = rng.multinomial(drawn[:, column] * len(index), share)
+        for members in self.members:
+            k = len(members)
+            drawn = _counts(rng, n_boot, k)
+            single = [n for n, m in enumerate(members) if len(m) == 1]
+            if single:
+                out[:, [int(members[n][0]) for n in single]] = drawn[:, single]
+            for column, index in enumerate(members):
+                if len(index) > 1:
+                    out[:, index] = _within(rng, drawn[:, column].astype(int), len(index))
         return out
 
 
@@ -156,10 +164,23 @@ def _means(values: np.ndarray, design: _Design, items: np.ndarray, seeds: np.nda
         return (weight * seed_mean).sum(1) / weight.sum(1)
 
 
+def _counts(rng: np.random.Generator, n_boot: int, k: int) -> np.ndarray:
+    """``[n_boot, k]``: how often each of ``k`` units is drawn in ``k`` draws with replacement."""
+    draws = rng.integers(0, k, (n_boot, k)) + k * np.arange(n_boot)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k).astype(float)
+
+
+def _within(rng: np.random.Generator, drawn: np.ndarray, m: int) -> np.ndarray:
+    """``[n_boot, m]`` item counts of a cluster of ``m`` items drawn ``drawn[b]`` times in
+    replicate ``b``: ``m`` draws with replacement among its items per time it was drawn."""
+    n_boot, width = len(drawn), int(drawn.max()) * m
+    draws = rng.integers(0, m, (n_boot, width)) + m * np.arange(n_boot)[:, None]
+    keep = np.arange(width)[None, :] < (drawn * m)[:, None]
+    return np.bincount(draws[keep], minlength=n_boot * m).reshape(n_boot, m).astype(float)
+
+
 def _seed_weights(rng: np.random.Generator, n_boot: int, k: int) -> np.ndarray:
-    if k == 1:
-        return np.ones((n_boot, 1))
-    return rng.multinomial(k, np.full(k, 1 / k), n_boot).astype(float)
+    return np.ones((n_boot, 1)) if k == 1 else _counts(rng, n_boot, k)
 
 
 def _interval(
