@@ -25,6 +25,7 @@ from interp.models.loading import resolve_device
 from interp.sae.checkpoint import FOLDER, Checkpoint, read_checkpoint, remove_checkpoint
 from interp.sae.config import SAETrainConfig
 from interp.sae.fit import fit
+from interp.sae.metadata import sae_metadata
 from interp.sae.saes import build_sae, load_sae, save_sae
 
 Evaluate = Callable[[Any], dict[str, Any]]
@@ -97,13 +98,12 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
         seed=config.seed,
     )
     first = stores[0].manifest
-    metadata = {
-        "hook_name": hook_name,
-        "model_name": first.get("model"),
-        "model_from_pretrained_kwargs": {},
-        "dataset_path": ",".join(str(s.path) for s in stores),
-        "context_size": None,
-    }
+    metadata = sae_metadata(
+        stores,
+        hook_name,
+        model=first.get("model"),
+        training_tokens=config.total_steps(stream.rows) * config.batch_size,
+    )
     sae = build_sae(config, stream.d_model, device, metadata)
     settings = _settings(config, stores, hook_name)
     with stage_folder(out, (FOLDER,)):
