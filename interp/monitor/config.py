@@ -61,8 +61,6 @@ class StreamConfig(ModelOptions):
             raise VSFAError("--window must be at least 1")
         if self.max_new_tokens < 1:
             raise VSFAError("--max-new-tokens must be at least 1")
-        if self.select is not None and self.select < 1:
-            raise VSFAError("--select must be at least 1")
 
 
 @dataclass(kw_only=True)
