@@ -95,9 +95,8 @@ def check_every_stop(
 
 
 # ---- eval -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def items(tmp_path_factory) -> list[BenchmarkItem]:
-    folder = tmp_path_factory.mktemp("fault-images")
+def make_items(folder: Path) -> list[BenchmarkItem]:
+    """Five benchmark items, four with a small image in ``folder`` and one text-only."""
     out = []
     for index in range(5):
         image = None
@@ -108,6 +107,11 @@ def items(tmp_path_factory) -> list[BenchmarkItem]:
         path = image and str(image)
         out.append(BenchmarkItem("toy", str(index), f"c{index % 2}", path, f"q{index}", kind))
     return out
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory) -> list[BenchmarkItem]:
+    return make_items(tmp_path_factory.mktemp("fault-images"))
 
 
 GREEDY = GenerationConfig(max_new_tokens=3, batch_size=2)
@@ -185,14 +189,18 @@ def test_cache_stopped_at_every_write_point_resumes_identically(tiny_vlm, items,
 
 
 # ---- SAE training -----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def acts(tmp_path_factory) -> Path:
+def make_acts(folder: Path) -> Path:
+    """An activation folder of 1000 correlated 16-wide rows in four shards."""
     from interp.cache.store import write_activations
 
     generator = torch.Generator().manual_seed(0)
     rows = torch.randn(1000, 16, generator=generator) @ torch.randn(16, 16, generator=generator)
-    folder = tmp_path_factory.mktemp("fault-acts")
     return write_activations(folder, {"blocks.0.hook_resid_post": rows}, shard_rows=300)
+
+
+@pytest.fixture(scope="module")
+def acts(tmp_path_factory) -> Path:
+    return make_acts(tmp_path_factory.mktemp("fault-acts"))
 
 
 def sae_config(acts: Path, out: Path, **overrides: Any):
