@@ -72,6 +72,14 @@ def test_eval_and_compare_produce_the_table(tiny_model_dir, benches, tmp_path):
     assert [r["method"] for r in rows] == ["none", "adashield"]
     assert (tmp_path / "t" / "table.md").read_text() == table
 
+    # with two judges, compare re-judges the stored replies and reports Cohen's kappa
+    agreed = run("compare", tmp_path / "base", tmp_path / "shield", "--out", tmp_path / "t2",
+                 "--judges", "keyword,keyword:gcg-vlguard", "--n-boot", "50").output  # fmt: skip
+    assert agreed.startswith(table) and "judge agreement keyword vs keyword" in agreed
+    assert "outcome" in agreed and "attack success" in agreed
+    report = json.loads((tmp_path / "t2" / "agreement.json").read_text())
+    assert report["pooled"]["outcome"]["n"] == 18 and report["pooled"]["attack_success"]["n"] == 4
+
 
 def test_eval_user_errors(tiny_model_dir, benches, tmp_path):
     model = tiny_model_dir("llava")
