@@ -18,10 +18,12 @@ folders), ``adapters`` (each folder's adapter, ``null`` for the base model), ``t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from interp.artifacts import write_json_atomic
 from interp.cache.store import ActivationStore
 from interp.errors import VSFAError
 from interp.models.families import FAMILIES
@@ -66,6 +68,17 @@ def sae_metadata(
         "training_tokens": int(training_tokens),
         "neuronpedia_id": None,
     }
+
+
+def update_sae_metadata(folder: str | Path, metadata: dict[str, Any]) -> Path:
+    """Merge ``metadata`` into a saved SAE's ``cfg.json`` (written atomically; the weights are
+    untouched), for an SAE saved before a field existed."""
+    path = Path(folder) / "cfg.json"
+    if not path.exists():
+        raise VSFAError(f"{folder} is not a saved SAE: it has no cfg.json")
+    cfg = json.loads(path.read_text())
+    cfg["metadata"] = {**(cfg.get("metadata") or {}), **metadata}
+    return write_json_atomic(path, cfg)
 
 
 def token_dataset(
