@@ -109,7 +109,8 @@ class OrganismModelConfig:
 
 @dataclass
 class PretrainConfig:
-    """Pretraining settings. Defaults reproduce the shipped base (see docs/organism.md)."""
+    """Pretraining settings. Defaults are the shipped base's, with the faster language step
+    (``--legacy-step`` reproduces the shipped base exactly; see docs/organism.md)."""
 
     out: str = "organism-base"
     """output model folder"""
@@ -137,6 +138,10 @@ class PretrainConfig:
     """renderings of each scene (jitter, grain and outline differ)"""
     typo_images: int = 48
     """typographic images in the pool"""
+    legacy_step: bool = False
+    """the language step that built the shipped base (float32, SDPA attention, logits at every
+    position, buckets of 8 batches; about 1.8x slower); with --seed 0 and one thread it reproduces
+    the shipped assets bit for bit"""
     threads: int = 1
     """torch threads (0: torch's default); one core lets the organism train beside other work"""
     quiet: bool = False
