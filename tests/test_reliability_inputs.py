@@ -191,12 +191,34 @@ case("unknown command", "No such command")(lambda t, env: ["nosuch"])
 case("unknown option", "No such option")(lambda t, env: ["sae", "train", "--bogus"])
 case("missing required option", "Missing option")(lambda t, env: ["sae", "train"])
 case("option out of range (--max-new-tokens 0)", "--max-new-tokens")(
-    lambda t, env: ["steer", "--model", "m", "--sae", "s", "--bench", "b", "-o", "o",
-                    "--max-new-tokens", "0"]  # fmt: skip
+    lambda t, env: [
+        "steer",
+        "--model",
+        "m",
+        "--sae",
+        "s",
+        "--bench",
+        "b",
+        "-o",
+        "o",
+        "--max-new-tokens",
+        "0",
+    ]  # fmt: skip
 )
 case("option not a number", "--batch-size")(
-    lambda t, env: ["cache", "--model", "m", "--prompts", "p", "--hooks", HOOK, "-o", "o",
-                    "--batch-size", "many"]  # fmt: skip
+    lambda t, env: [
+        "cache",
+        "--model",
+        "m",
+        "--prompts",
+        "p",
+        "--hooks",
+        HOOK,
+        "-o",
+        "o",
+        "--batch-size",
+        "many",
+    ]  # fmt: skip
 )
 case("choice not in the list (--positions)", "--positions")(
     lambda t, env: _cache(env, t, "x.txt", "--positions", "middle")
@@ -205,9 +227,7 @@ case("--k 0", "--k")(lambda t, env: _sae(env, t, "--k", "0"))
 case("--k larger than --width", "--k 40 is larger than --width 32")(
     lambda t, env: _sae(env, t, "--k", "40")
 )
-case("--steps and --tokens", "--steps or --tokens")(
-    lambda t, env: _sae(env, t, "--tokens", "100")
-)
+case("--steps and --tokens", "--steps or --tokens")(lambda t, env: _sae(env, t, "--tokens", "100"))
 case("--device unknown", "device")(lambda t, env: _eval(env, t, "--device", "tpu"))
 case("--dtype unknown", "dtype")(lambda t, env: _eval(env, t, "--dtype", "float8"))
 case("--samples-per-item without --sample", "--samples-per-item")(
@@ -235,16 +255,37 @@ case("unknown benchmark", "benchmark")(
     lambda t, env: ["eval", "-m", str(env["model"]), "-b", "nosuch=x", "-o", str(t / "o")]
 )
 case("benchmark file missing", "does not exist")(
-    lambda t, env: ["eval", "-m", str(env["model"]), "-b", f"jsonl={t / 'no.jsonl'}", "-o",
-                    str(t / "o")]  # fmt: skip
+    lambda t, env: [
+        "eval",
+        "-m",
+        str(env["model"]),
+        "-b",
+        f"jsonl={t / 'no.jsonl'}",
+        "-o",
+        str(t / "o"),
+    ]  # fmt: skip
 )
 case("non-UTF-8 benchmark file", "bench.jsonl")(
-    lambda t, env: ["eval", "-m", str(env["model"]), "-b",
-                    "jsonl=" + str(_bad(t, "bench.jsonl", NOT_UTF8)), "-o", str(t / "o")]  # fmt: skip
+    lambda t, env: [
+        "eval",
+        "-m",
+        str(env["model"]),
+        "-b",
+        "jsonl=" + str(_bad(t, "bench.jsonl", NOT_UTF8)),
+        "-o",
+        str(t / "o"),
+    ]  # fmt: skip
 )
 case("benchmark line not JSON", "line 1")(
-    lambda t, env: ["eval", "-m", str(env["model"]), "-b", f"jsonl={_bad(t, 'b.jsonl', '{x')}",
-                    "-o", str(t / "o")]  # fmt: skip
+    lambda t, env: [
+        "eval",
+        "-m",
+        str(env["model"]),
+        "-b",
+        f"jsonl={_bad(t, 'b.jsonl', '{x')}",
+        "-o",
+        str(t / "o"),
+    ]  # fmt: skip
 )
 case("unknown judge", "judge")(lambda t, env: _eval(env, t, "--judge", "oracle"))
 
@@ -277,12 +318,18 @@ case("non-UTF-8 prompts .txt", "prompts.txt")(
 )
 case("prompts file missing", "no.txt")(lambda t, env: _cache(env, t, str(t / "no.txt")))
 case("hook the model lacks", "blocks.99")(
-    lambda t, env: [*_cache(env, t, str(_bad(t, "p.txt", "hi\n"))), "--hooks",
-                    "blocks.99.hook_resid_post"]  # fmt: skip
+    lambda t, env: [
+        *_cache(env, t, str(_bad(t, "p.txt", "hi\n"))),
+        "--hooks",
+        "blocks.99.hook_resid_post",
+    ]  # fmt: skip
 )
 case("cache --out is a file", "is a file")(
-    lambda t, env: [*_cache(env, t, str(_bad(t, "p.txt", "hi\n"))), "-o",
-                    str(_bad(t, "o.txt", "x"))]  # fmt: skip
+    lambda t, env: [
+        *_cache(env, t, str(_bad(t, "p.txt", "hi\n"))),
+        "-o",
+        str(_bad(t, "o.txt", "x")),
+    ]  # fmt: skip
 )
 
 
@@ -386,12 +433,28 @@ case("--latents not UTF-8", "latents.json")(
 
 # ---- training data and run folders -----------------------------------------------------------
 case("train --data missing", "does not exist")(
-    lambda t, env: ["train", "-m", str(env["model"]), "-d", str(t / "no.jsonl"), "-o",
-                    str(t / "run"), "-q"]  # fmt: skip
+    lambda t, env: [
+        "train",
+        "-m",
+        str(env["model"]),
+        "-d",
+        str(t / "no.jsonl"),
+        "-o",
+        str(t / "run"),
+        "-q",
+    ]  # fmt: skip
 )
 case("train --out is a file", "is a file")(
-    lambda t, env: ["train", "-m", str(env["model"]), "-d", str(env["vqa"]), "-o",
-                    str(_bad(t, "run.txt", "x")), "-q"]  # fmt: skip
+    lambda t, env: [
+        "train",
+        "-m",
+        str(env["model"]),
+        "-d",
+        str(env["vqa"]),
+        "-o",
+        str(_bad(t, "run.txt", "x")),
+        "-q",
+    ]  # fmt: skip
 )
 case("train --method unknown", "--method")(
     lambda t, env: ["train", "-m", "m", "-d", "d", "-o", "o", "--method", "dpo"]
