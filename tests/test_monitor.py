@@ -346,3 +346,16 @@ def test_monitor_commands(tiny_model_dir, tiny_vlm, world, tmp_path):
     assert "--images" in help_text and "--persona" in help_text
     train_help = CliRunner().invoke(app, ["train", "--help"]).output
     assert "--monitor-every" in train_help
+
+
+def test_monitoring_notebook_is_stored_without_outputs():
+    from pathlib import Path
+
+    import nbformat
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "06_persona_monitoring.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert len(code) >= 5
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)

@@ -151,3 +151,19 @@ def test_screened_top_60_lower_asr_more_than_bottom_60(world, personas, tmp_path
     change = gap["asr_change"]
     assert change["n_seeds"] == 3 and change["n"] == len(items)
     assert change["ci_high"] < 0
+
+
+def test_monitoring_notebook_executes(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "06_persona_monitoring.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("VSFA_MONITOR_DIR", str(tmp_path / "out"))  # the kernel inherits it
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": tmp_path}}).execute()  # fmt: skip
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "Spearman with the step: projection" in text and "line 11: not JSON" in text
+    assert "base  {'prompts': 200, 'malformed': 2, 'alerts': 1}" in text
