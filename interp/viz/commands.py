@@ -19,6 +19,9 @@ class DashboardConfig:
     """HTML file to write"""
     title: str | None = None
     """report title (default: the run folder's name)"""
+    neuronpedia: str | None = None
+    """also export the listed latents' pages in Neuronpedia's feature JSON format (batch-N.json)
+    into this folder"""
 
 
 @config_command(DashboardConfig)
@@ -30,6 +33,11 @@ def dashboard_command(config: DashboardConfig) -> None:
 
     path = write_dashboard(config.run, config.out, title=config.title)
     typer.echo(f"report: {Path(path).resolve()}")
+    if config.neuronpedia:
+        from interp.viz.neuronpedia import export_run
+
+        pages = export_run(config.run, config.neuronpedia)
+        typer.echo(f"neuronpedia: {len(pages)} batch files in {Path(config.neuronpedia).resolve()}")
 
 
 def register(app: typer.Typer) -> None:
