@@ -18,6 +18,7 @@ try:  # typer vendors click from 0.26 on
 except ImportError:  # pragma: no cover - older typer on the user's click
     from click import exceptions as click_errors
 
+from interp import console
 from interp.analysis import commands as analysis_commands
 from interp.cache import commands as cache_commands
 from interp.data import commands as data_commands
@@ -58,6 +59,7 @@ for stage in (
     organism_commands,
 ):
     stage.register(app)
+console.register(app)
 
 
 def _decoded_file(error: UnicodeDecodeError) -> str:
@@ -80,6 +82,7 @@ def _decoded_file(error: UnicodeDecodeError) -> str:
 
 
 def main() -> None:
+    console.setup_console()
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as error:

@@ -163,6 +163,9 @@ def _typer_annotation(hint: Any) -> Any:
     return str
 
 
+MAX_METAVAR = 32
+
+
 def _metavar(hint: Any) -> str | None:
     """``FLOAT,...`` for a list, ``add|ablate`` for a Literal, typer's own name otherwise."""
     args = _union_args(hint)
@@ -174,7 +177,9 @@ def _metavar(hint: Any) -> str | None:
         element = _element(hint)
         return f"{getattr(element, '__name__', 'TEXT').upper()},..."
     if typing.get_origin(hint) is Literal:
-        return "|".join(str(a) for a in typing.get_args(hint))
+        choices = "|".join(str(a) for a in typing.get_args(hint))
+        # a long list of values would run past an 80-column help; the help text names them
+        return choices if len(choices) <= MAX_METAVAR else "CHOICE"
     if typing.get_origin(hint) is dict or hint is dict:
         return "JSON"
     return None
@@ -225,6 +230,9 @@ def config_command(
         for f in fields:
             default = _default(f)
             help_text = docs.get(f.name, "")
+            if _metavar(hints[f.name]) == "CHOICE":  # the values, where help text wraps
+                values = ", ".join(str(a) for a in typing.get_args(hints[f.name]))
+                help_text = f"{help_text} (one of: {values})".strip()
             annotation = _typer_annotation(hints[f.name])
             if f.name in arguments:
                 info: Any = typer.Argument(

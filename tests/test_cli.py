@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -102,3 +104,80 @@ def test_help_does_not_import_the_heavy_libraries(argv):
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _vsfa(*argv: str, columns: int = 80) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": str(columns)}
+    env.pop("TRANSFORMERS_VERBOSITY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "interp.cli", *argv], capture_output=True, text=True, env=env,
+        timeout=300,
+    )  # fmt: skip
+
+
+HELP_COMMANDS = [[], ["train"], ["eval"], ["sae", "train"], ["latents", "diff"],
+                 ["persona", "frontier"], ["steer"], ["demo"], ["info"]]  # fmt: skip
+
+
+def test_help_is_whole_at_80_columns():
+    probe = (
+        "import contextlib, io, json, sys\n"
+        "from interp import console\n"
+        "assert console.plain_help_if_narrow()\n"
+        "from interp.cli import app\n"
+        "import typer\n"
+        "out = {}\n"
+        f"for argv in {HELP_COMMANDS!r}:\n"
+        "    buffer = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buffer):\n"
+        "        typer.main.get_command(app).main([*argv, '--help'], standalone_mode=False)\n"
+        "    out[' '.join(argv)] = buffer.getvalue()\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "COLUMNS": "80"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=env, check=True)  # fmt: skip
+    helps = json.loads(result.stdout)
+    assert len(helps) == len(HELP_COMMANDS)
+    for name, text in helps.items():
+        assert "Usage: " in text and "--help" in text, name
+        assert max(len(line) for line in text.splitlines()) <= 80, name
+        assert "\u2026" not in text, name  # no option name cut
+    assert "--load-model / --no-model" in helps["latents diff"]
+    assert "--no-no-model" not in helps["latents diff"]
+    assert "(one of: linear, cosine," in " ".join(helps["train"].split())  # long choices
+    assert "--model" in helps["info"] and "[MODEL]" in helps["info"]
+
+
+@pytest.mark.slow
+def test_quiet_silences_library_output_and_model_is_an_option(tiny_model_dir):
+    """In a fresh process each: transformers prints its loading bar unless -q is given."""
+    model = str(tiny_model_dir("llava"))
+    loud = _vsfa("info", model)  # the older positional form still works
+    assert loud.returncode == 0, loud.stderr
+    assert "Loading weights" in loud.stderr  # what -q is there to silence
+    for argv in (["info", "-q", "--model", model], ["-q", "info", "-m", model]):  # either place
+        quiet = _vsfa(*argv)
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stderr == ""
+        assert quiet.stdout == loud.stdout and "family:     llava" in quiet.stdout
+
+
+def test_model_positional_or_option_not_both():
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    both = runner.invoke(app, ["info", "a", "--model", "b"])
+    assert "two models given: 'a' and --model 'b'" in str(both.exception)
+    neither = runner.invoke(app, ["generate", "-p", "hi"])
+    assert "give the model: --model" in str(neither.exception)
+    # the same model both ways is one model: it gets as far as loading it
+    same = runner.invoke(app, ["info", "no/such-model", "--model", "no/such-model"])
+    assert "two models" not in str(same.exception)
+
+
+def test_quiet_flag_is_read_before_a_double_dash():
+    from interp.console import wants_quiet
+
+    assert wants_quiet(["demo", "-q"]) and wants_quiet(["--quiet", "info"])
+    assert not wants_quiet(["steer", "--", "-q"]) and not wants_quiet(["info", "--query"])

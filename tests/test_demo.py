@@ -86,7 +86,9 @@ def test_demo_runs_on_the_registered_world_and_names_an_unknown_one(tmp_path):
 
 
 def test_demo_random_sets_default_and_bad_values(tmp_path):
-    assert DemoConfig().n_random == 8 and DemoConfig(fast=True).n_random == 2
+    assert DemoConfig().n_random == 19 and DemoConfig(fast=True).n_random == 2
+    assert DemoConfig().p_floors() == {"steering": 0.05, "persona": 0.05}
+    assert DemoConfig(fast=True).p_floors() == {"steering": 1 / 3, "persona": 1 / 3}
     assert DemoConfig(n_random=5, fast=True).n_random == 5
     result = CliRunner().invoke(app, ["demo", "--n-random", "0", "--out", str(tmp_path)])
     assert isinstance(result.exception, VSFAError)
@@ -177,7 +179,9 @@ def test_demo_fast_end_to_end(demo_run):
     # the printed table has every row
     for method, _ in METHODS:
         assert re.search(rf"^\| organism \| {method} \|", printed, re.M), method
-    assert "Steering:" in printed and "report:" in printed
+    # --quiet: the table and the findings only, no step lines, paths or timings
+    assert printed.lstrip().startswith("| Model |")
+    assert "Steering:" in printed and "report:" not in printed and "[demo]" not in printed
 
     steering = read_json(out / "steering.json")
     latents = read_json(out / "diff" / "latents.json")
@@ -195,6 +199,10 @@ def test_demo_fast_end_to_end(demo_run):
     html = (out / "report.html").read_text()
     assert 'id="results-table"' in html and "steering-0" in html
     assert 'id="persona"' in html and 'id="auroc-' in html  # the dashboard's persona page
+    # --fast uses the shipped SAE; the report shows it beside the rest, and the latent page
+    assert read_json(out / "sae" / "metrics.json")["trained_in_this_run"] is False
+    assert "<h2>SAE training</h2>" in html and 'id="sae-0"' in html
+    assert 'id="latent-index-0"' in html and '<canvas class="heatmap"' in html
     _check_persona(out, printed)
     print(f"vsfa demo --fast: {seconds:.0f}s")
 
@@ -234,19 +242,20 @@ def _check_persona(out, printed):
         line = f"frontier {name} ({method['kind']}): ASR {100 * top['asr_change_at_cap5']:+.1f}"
         assert line in printed
     assert f"chosen layer {persona['chosen_hook']}, held-out AUROC {auroc:.3f}" in printed
-    # the persona lines follow the steering lines and precede the paths
+    # the persona lines follow the steering lines; --fast ends on its rank p floor
     lines = printed.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("  frontier "))
     assert lines[first - 1].startswith("  ablate latent ")
-    assert lines.index(f"persona: {folder.resolve()}") > first
+    assert lines[-1].startswith("  rank p floor: 0.33 with 2 random sets in the steering")
 
 
 @pytest.mark.slow
 def test_demo_rerun_skips_every_step(demo_run):
     out, _, _ = demo_run
     started = time.time()
-    result = CliRunner().invoke(app, ["demo", "--fast", "--quiet", "--out", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "report:" in result.output  # not quiet: the step lines and the paths
     ran = re.findall(r"^\[demo\] (\w+) \.\.\.$", result.output, re.M)
     assert ran == ["report"], result.output
     assert time.time() - started < 60

@@ -23,7 +23,12 @@ def diff_command(
     model: str | None = typer.Option(
         None, help="model for token text and logit effects (default: the base cache's model)"
     ),
-    no_model: bool = typer.Option(False, help="skip token decoding and logit effects"),
+    load_model: bool = typer.Option(
+        True,
+        "--load-model/--no-model",
+        help="load the model to decode example tokens and compute logit effects (--no-model: "
+        "token ids only, no logit effects)",
+    ),
     device: str = typer.Option("cpu", help="cpu, cuda or auto"),
 ) -> None:
     """Rank SAE latents by how much fine-tuning changed them; pick the persona candidate."""
@@ -35,7 +40,7 @@ def diff_command(
     sae_model = load_sae(sae, device=str(resolve_device(device)))
     base, tuned = ActivationStore(base_acts), ActivationStore(tuned_acts)
     tokenizer = unembedding = None
-    if not no_model:
+    if load_model:
         from interp.models import load_vlm
 
         name = model or base.manifest.get("model")
@@ -48,13 +53,13 @@ def diff_command(
     )  # fmt: skip
     typer.echo(
         f"wrote {out}: {result['n_prompts']} prompts, {result['n_significant_increased']} "
-        "latents significantly increased"
+        f"latents significantly increased ({result['significance']})"
     )
     for entry in result["latents"][:5]:
         typer.echo(
             f"  latent {entry['index']:6d} delta {entry['delta']:+.4f} "
             f"freq {entry['base_freq']:.3f}->{entry['tuned_freq']:.3f} "
-            f"p_adj {entry['p_adjusted']:.2g}"
+            f"p_adj {entry['p_adjusted']:.2g} d_z {entry['effect_size']:+.2f}"
         )
     selected = result["selected"]
     typer.echo(f"selected {selected['latents']} (runners-up {selected['runners_up']})")

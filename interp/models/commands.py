@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from interp.console import quiet_libraries
 from interp.errors import VSFAError
 
 
@@ -20,15 +21,34 @@ def families_command() -> None:
         typer.echo(f"{family.name:12s} {family.model_class:40s} {hooks}")
 
 
+MODEL_HELP = "hub id or local model folder (or give it with --model)"
+QUIET_HELP = "no library progress bars, logging or warnings"
+
+
+def _model(positional: str | None, option: str | None) -> str:
+    """The model given positionally (the older form) or with ``--model``; one, not both."""
+    if positional and option and positional != option:
+        raise VSFAError(f"two models given: {positional!r} and --model {option!r}; give one")
+    model = option or positional
+    if not model:
+        raise VSFAError("give the model: --model ID_OR_FOLDER")
+    return model
+
+
 def info_command(
-    model: str = typer.Argument(..., help="hub id or local model folder"),
+    model_arg: str | None = typer.Argument(None, metavar="[MODEL]", help=MODEL_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help="hub id or local model folder"),
     adapter: Path | None = typer.Option(None, help="PEFT adapter or training run folder"),
     family: str | None = typer.Option(None, help="force a family instead of detecting it"),
     trust_remote_code: bool = typer.Option(False, help="run the model repo's own code"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Load a model and show its family, layers, hidden size and hook names."""
     from interp.models import load_vlm
 
+    model = _model(model_arg, model)
+    if quiet:
+        quiet_libraries()
     vlm = load_vlm(
         model, family=family, device="cpu", adapter=adapter, trust_remote_code=trust_remote_code
     )
@@ -41,7 +61,8 @@ def info_command(
 
 
 def generate_command(
-    model: str = typer.Argument(..., help="hub id or local model folder"),
+    model_arg: str | None = typer.Argument(None, metavar="[MODEL]", help=MODEL_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help="hub id or local model folder"),
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="user text (repeat for a batch)"),
     image: list[Path] | None = typer.Option(None, "--image", "-i", help="one per --prompt"),
     system: str | None = typer.Option(None, help="system / defense text"),
@@ -49,11 +70,15 @@ def generate_command(
     max_new_tokens: int = typer.Option(64, min=1),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     dtype: str = typer.Option("auto", help="float32, bfloat16 or auto"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Greedy chat generation for a few prompts (with optional images)."""
     from interp.images import open_image
     from interp.models import load_vlm
 
+    model = _model(model_arg, model)
+    if quiet:
+        quiet_libraries()
     images = [open_image(path) for path in image] if image else [None] * len(prompt)
     if len(images) != len(prompt):
         raise VSFAError(f"got {len(images)} --image for {len(prompt)} --prompt; give one each")

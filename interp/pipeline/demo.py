@@ -243,8 +243,9 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
 
     started = time.time()
     with cpu_threads(config.threads):
-        result = Demo(config, echo).run()
-    echo("")
+        result = Demo(config, (lambda line: None) if config.quiet else echo).run()
+    if not config.quiet:
+        echo("")
     echo(Path(result["table_md"]).read_text(encoding="utf-8"))
     echo("Steering:")
     for line in steering_findings(read_json(result["steering"])):
@@ -252,6 +253,16 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     persona = result["persona"]
     for line in frontier_headlines(read_json(persona["frontier"]), read_json(persona["persona"])):
         echo(f"  {line}")
+    floors = config.p_floors()
+    if max(floors.values()) > 0.05:
+        echo(
+            f"  rank p floor: {floors['steering']:.2f} with {config.n_random} random sets in the "
+            f"steering control, {floors['persona']:.2f} with {config.persona_random} in the "
+            "frontier's; 19 sets (the full demo) can reach 0.05"
+        )
+    if config.quiet:  # the table and the findings only
+        write_json_atomic(Path(config.out) / "timings.json", result["timings"])
+        return result
     echo("")
     echo(f"results: {Path(result['results']).resolve()}")
     echo(f"steering: {Path(result['steering']).resolve()}")

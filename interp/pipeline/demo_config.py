@@ -42,8 +42,8 @@ class DemoConfig:
     """fractions of the latent removed from the tuned model (default 0,0.5,1; 0,1 with
     --fast)"""
     n_random: int | None = None
-    """random latent sets in the steering control (default 8, so the chosen set's rank among
-    them can reach p = 1/9; 2 with --fast)"""
+    """random latent sets in the steering control (default 19, so the chosen set's rank among
+    them can reach p = 0.05; 2 with --fast, whose rank p cannot go below 1/3)"""
     persona_random: int | None = None
     """random sets per method in the persona frontier's control (default 19, so a method's rank
     among them can reach p = 0.05; 2 with --fast)"""
@@ -88,7 +88,7 @@ class DemoConfig:
         if self.samples_per_item is None:
             self.samples_per_item = 2 if fast else 4
         if self.n_random is None:
-            self.n_random = 2 if fast else 8
+            self.n_random = 2 if fast else 19
         if self.persona_random is None:
             self.persona_random = 2 if fast else 19
         if self.persona_alphas is None:
@@ -106,3 +106,7 @@ class DemoConfig:
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)
+
+    def p_floors(self) -> dict[str, float]:
+        """The smallest rank p each random control can give: 1 / (sets + 1)."""
+        return {"steering": 1 / (self.n_random + 1), "persona": 1 / (self.persona_random + 1)}

@@ -149,8 +149,14 @@ def cache(demo: DemoRun, hook: str, tuned: str, corpus: str | None) -> dict[str,
 def sae(
     demo: DemoRun, source: str, recipe: Any, hook: str, caches: dict[str, str]
 ) -> dict[str, Any]:
-    """The given or shipped SAE, or one trained with the recipe on every cache."""
+    """The given or shipped SAE, or one trained with the recipe on every cache. A given SAE's
+    ``metrics.json`` is copied to ``sae/metrics.json`` with its folder, so the report shows the
+    SAE the run used beside the rest."""
     if source != "trained":
+        shipped = Path(source) / "metrics.json"
+        if shipped.is_file():
+            metrics = {**read_json(shipped), "sae": source, "trained_in_this_run": False}
+            write_json_atomic(demo.out / "sae" / "metrics.json", metrics)
         return {"sae": source}
     from interp.sae import train_sae
 

@@ -61,8 +61,9 @@ class SteerConfig:
     """positions steered: all, prompt or generated"""
     hook: str | None = None
     """hook to steer at (default: the SAE's hook)"""
-    n_random: int = 3
-    """random-latent controls (sets of the same size for a set)"""
+    n_random: int = 19
+    """random-latent controls (sets of the same size for a set); 19, so the latent's rank among
+    them can reach p = 0.05 (the smallest rank p is 1 / (n_random + 1))"""
     diff_of_means: str | None = None
     """latents.json or .safetensors with the diff-of-means direction (default: --latents)"""
     dom_alphas: list[float] | None = None
