@@ -80,7 +80,7 @@ def _latent_acts(sae: Any, folders: Sequence[Path], latents: list[int]) -> dict[
     from interp.cache.store import ActivationStore
 
     hook = sae.cfg.metadata.hook_name
-    chunks, prompts, positions, token_ids = [], [], [], []
+    chunks, prompts, positions = [], [], []
     records: list[list[int]] = []
     index = torch.tensor(latents)
     for folder in folders:
@@ -94,7 +94,6 @@ def _latent_acts(sae: Any, folders: Sequence[Path], latents: list[int]) -> dict[
         tokens = store.tokens
         prompts.append(tokens["prompt_index"] + offset)
         positions.append(tokens["position"])
-        token_ids.append(tokens["token_id"])
     return {
         "acts": torch.cat(chunks).numpy(),
         "prompt": torch.cat(prompts).numpy(),
@@ -241,16 +240,18 @@ def export_neuronpedia(
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
-    """Export the latents a run's ``latents.json`` lists (selected first) for its SAE."""
+    """Export the latents a run's ``latents.json`` selects and lists (selected first, then the
+    runners-up and the listed ones) for its SAE."""
     run = Path(run_dir)
     found = sorted(run.rglob("latents.json"), key=lambda p: len(p.parts))
     if not found:
         raise VSFAError(f"--neuronpedia: {run} holds no latents.json (run vsfa latents diff)")
     latents = read_json(found[0])
-    selected = (latents.get("selected") or {}).get("latents") or []
+    selection = latents.get("selected") or {}
+    chosen = [*(selection.get("latents") or []), *(selection.get("runners_up") or [])]
     listed = [entry["index"] for entry in latents.get("latents") or [] if "index" in entry]
     sae = latents.get("sae")
     if not sae:
         raise VSFAError(f"--neuronpedia: {found[0]} names no SAE ('sae')")
     sae_dir = _first_existing([Path(sae), run / sae, found[0].parent / sae]) or Path(sae)
-    return export_neuronpedia(sae_dir, out, [*selected, *listed], run_dir=run)
+    return export_neuronpedia(sae_dir, out, [*chosen, *listed], run_dir=run)
