@@ -49,6 +49,29 @@ def test_notebook_is_stored_without_outputs(name):
         assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_figures_render_outside_jupyterlab(name):
+    """Each notebook sets the portable renderer before its first figure, and that renderer
+    stores a figure as HTML beside plotly's own mimetype (what nbconvert and viewers draw)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from interp.viz.notebook import portable_figures
+
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    first_figure = next(i for i, source in enumerate(code) if ".show()" in source)
+    assert any("portable_figures()" in source for source in code[:first_figure])
+    previous = pio.renderers.default
+    try:
+        portable_figures()
+        bundle = pio.renderers._build_mime_bundle(go.Figure(go.Bar(y=[1])).to_dict())
+    finally:
+        pio.renderers.default = previous
+    assert {"application/vnd.plotly.v1+json", "text/html"} <= set(bundle)
+    assert "plotly-graph-div" in bundle["text/html"]
+
+
 def test_gpu_notebook_stops_at_its_gpu_check(tmp_path):
     import torch
 
@@ -83,3 +106,17 @@ def test_organism_notebooks_execute(name, request, tmp_path):
         for output in cell.outputs
     )
     assert "fast settings: True" in text
+    assert "IProgress" not in text  # ipywidgets is installed with the notebooks extra
+    # every figure is stored as HTML too, and nbconvert's HTML draws it
+    figures = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "application/vnd.plotly.v1+json" in output.get("data", {})
+    ]
+    assert figures and all("text/html" in output["data"] for output in figures)
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    assert body.count('class="plotly-graph-div"') >= len(figures)
