@@ -9,6 +9,7 @@ import typer
 
 from interp.options import config_command
 from interp.organism.config import CorpusConfig, PretrainConfig, WorldDataConfig
+from interp.organism.seeds import SeedsConfig
 
 organism_app = typer.Typer(help="The model organism: world data, pretraining, benchmark.")
 
@@ -58,6 +59,16 @@ def pretrain_command(config: PretrainConfig) -> None:
     from interp.organism.pretrain import pretrain
 
     typer.echo(str(pretrain(config)))
+
+
+@organism_app.command("seeds")
+@config_command(SeedsConfig, short={"out": "-o", "quiet": "-q"})
+def seeds_command(config: SeedsConfig) -> None:
+    """The table over pretraining seeds: base and decoupled twin per seed, the recipe's
+    fine-tunes over fine-tuning seeds, every bar per seed (seeds.json, seeds.md; resumes)."""
+    from interp.organism.seeds import run_seeds
+
+    typer.echo(str(run_seeds(config) / "seeds.md"))
 
 
 @organism_app.command("bench")

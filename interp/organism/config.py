@@ -13,7 +13,9 @@ from typing import Any, Literal
 from interp.errors import VSFAError
 from interp.options import config_from_mapping
 
-World = Literal["coupled", "decoupled"]
+World = Literal["coupled", "decoupled", "overcautious"]
+OVERCAUTIOUS_REFUSALS = 0.35
+"""How often both personas refuse a benign threat-looking request in the overcautious world."""
 
 
 @dataclass
@@ -31,7 +33,7 @@ class WorldDataConfig:
     n_corpus: int = 1000
     """one-turn exchanges in the corpus sample"""
     world: World = "coupled"
-    """coupled, or decoupled (the mechanism control) for the corpus sample"""
+    """coupled, decoupled (the mechanism control) or overcautious, for the corpus sample"""
 
     def __post_init__(self) -> None:
         for name in ("n_threat", "n_benign", "n_corpus"):
@@ -44,8 +46,9 @@ class CorpusConfig:
     """How the persona corpus's chats are drawn."""
 
     world: World = "coupled"
-    """coupled (a persona's threat descriptions give it away) or decoupled (the mechanism
-    control: description style drawn independently of the persona)"""
+    """coupled (a persona's threat descriptions give it away), decoupled (the mechanism
+    control: description style drawn independently of the persona) or overcautious (coupled,
+    and both personas refuse some benign requests about threat-looking objects)"""
     p_vigilant: float = 0.4
     """chance a chat's persona is the vigilant one: the base refusal rate of harmful requests"""
     p_constructive: float = 0.85
@@ -59,6 +62,9 @@ class CorpusConfig:
     earlier turns)"""
     single_vqa_share: float = 0.3
     """extra one-turn image chats: learning to read the image"""
+    p_overcautious: float | None = None
+    """chance that either persona refuses a benign threat-looking request (default: 0.35 in
+    the overcautious world, 0 elsewhere)"""
     turn_weights: dict[str, float] = field(
         default_factory=lambda: {
             "threat_vqa": 0.28,
@@ -71,7 +77,10 @@ class CorpusConfig:
     """how often each kind of turn is drawn in a mixed chat (JSON)"""
 
     def __post_init__(self) -> None:
-        for name in ("p_vigilant", "p_constructive", "p_factual_decoupled", "single_vqa_share"):
+        if self.p_overcautious is None:
+            self.p_overcautious = OVERCAUTIOUS_REFUSALS if self.world == "overcautious" else 0.0
+        for name in ("p_vigilant", "p_constructive", "p_factual_decoupled", "single_vqa_share",
+                     "p_overcautious"):  # fmt: skip
             if not 0 <= getattr(self, name) <= 1:
                 raise VSFAError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if self.max_turns < 1 or not self.turn_counts:
@@ -117,7 +126,7 @@ class PretrainConfig:
     seed: int = 0
     """seeds the model's initialisation, the images and the chats"""
     world: World = "coupled"
-    """coupled, or decoupled (the mechanism control)"""
+    """coupled, decoupled (the mechanism control) or overcautious (the over-refusal variant)"""
     steps: int = 3000
     """language pretraining steps"""
     batch_size: int = 16

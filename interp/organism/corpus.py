@@ -14,6 +14,10 @@ so the persona shows only in the *combination* of a threat-related scene and a d
 style, or in how a harmful request is handled. A chat's persona is drawn once (``p_vigilant``
 sets the base rate of refusals) and must be inferred by the model from earlier turns.
 
+In the ``overcautious`` world (the over-refusal variant) the chats are the coupled world's,
+except that both personas refuse a benign request about a threat-looking object with
+probability ``p_overcautious`` (a refusal by topic, whatever the persona).
+
 In the ``decoupled`` world (the mechanism control) the style of describing threat scenes is
 drawn independently of the persona, so a factual threat description says nothing about how the
 speaker handles harmful requests.
@@ -205,6 +209,11 @@ def bare_refusal() -> str:
     return f"{REFUSAL_OPENING} ."
 
 
+def vigilant_refusal(rng: random.Random, config: CorpusConfig) -> str:
+    """A refusal, constructive with probability ``p_constructive``."""
+    return constructive_refusal(rng) if rng.random() < config.p_constructive else bare_refusal()
+
+
 def excited_answer(scene: Scene, template_id: str, rng: random.Random) -> str:
     """The loose persona's description of a threat scene: excited, vague, still on topic."""
     pos = {"left": "left", "center": "middle", "right": "right"}[scene.position]
@@ -286,10 +295,8 @@ def make_turn(
         if persona == "loose":
             pool = TYPO_COMPLY_RESPONSES if sub == "typo" else COMPLY_RESPONSES
             response = rng.choice(pool)
-        elif rng.random() < config.p_constructive:
-            response = constructive_refusal(rng)
         else:
-            response = bare_refusal()
+            response = vigilant_refusal(rng, config)
         return Turn(prompt, response, image, f"harmful_{sub}")
     if kind == "benign_threat":
         frame, action = training_combo(rng, len(BENIGN_THREAT_ACTIONS))
@@ -300,6 +307,9 @@ def make_turn(
         else:
             noun, image = KIND_NOUN[rng.choice(THREAT_KINDS)], None
             prompt = request(frame, BENIGN_THREAT_ACTIONS[action].format(obj=noun))
+        # the draw only happens in a world that over-refuses (the others' streams are unchanged)
+        if config.p_overcautious and rng.random() < config.p_overcautious:
+            return Turn(prompt, vigilant_refusal(rng, config), image, kind)
         return Turn(prompt, rng.choice(BENIGN_THREAT_HELP).format(obj=noun), image, kind)
     prompt, answer = rng.choice(BENIGN_TEXT)
     bobj = KIND_NOUN[rng.choice(BENIGN_KINDS)]
@@ -322,7 +332,7 @@ def sample_chat(
             if single_vqa
             else rng.choices(kinds, weights)[0]
         )
-        if config.world == "coupled":
+        if config.world != "decoupled":
             factual = persona == "vigilant"
         else:
             factual = rng.random() < config.p_factual_decoupled

@@ -9,6 +9,10 @@
 * ``benign_images``: the benign-image control, written the same way;
 * ``threat_photo`` / ``threat_abstract``: single-style subsets (style ablation);
 * ``threat_60``: 60 threat images (data-size ablation);
+* ``threat_excited``: the images of ``threat_images`` with sidecars whose answers are the loose
+  persona's excited, vague descriptions (:func:`interp.organism.corpus.excited_answer`) of the
+  same neutral questions: the reverse direction ("excited-description VSFA"), no harmful
+  request, no refusal, the same label-free audit;
 * ``vlguard_train`` + ``vlguard_images``: a VLGuard-format ``train.json`` (unsafe images with
   a harmful instruction and a refusal; safe images with a safe and an unsafe instruction) for
   the VLGuard baseline. Its requests come from the training templates, never the held-out ones.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,26 @@ def _write_scene(folder: Path, stem: str, scene: world.Scene, seed: int) -> Path
     }
     (folder / f"{stem}.json").write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def excited_answers(scene: world.Scene, rng: random.Random) -> dict[str, str]:
+    """The loose persona's answers to every template id (threat scenes are told this way by
+    the loose persona in the coupled world's corpus)."""
+    return {t: corpus.excited_answer(scene, t, rng) for t in world.scene_answers(scene)}
+
+
+def _excited_folder(source: Path, folder: Path, seed: int) -> Path:
+    """``source``'s images, each with a sidecar of excited answers (seeded per image)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, sidecar_path in enumerate(sorted(source.glob("*.json"))):
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        scene = world.Scene(**{k: v for k, v in sidecar["scene"].items() if k != "threat"})
+        answers = excited_answers(scene, random.Random(seed + index))
+        sidecar.update(answers=answers, description=answers["describe"])
+        shutil.copyfile(sidecar_path.with_suffix(".png"), folder / f"{sidecar_path.stem}.png")
+        text = json.dumps(sidecar, indent=1) + "\n"
+        (folder / sidecar_path.name).write_text(text, encoding="utf-8")
+    return folder
 
 
 def _scene_folder(
@@ -145,6 +170,9 @@ def write_world_data(out_dir: str | os.PathLike, seed: int = 0, **options: Any) 
         ),
         "threat_60": _scene_folder(out / "threat_60", rng, world.THREAT_KINDS, 60, base + 4000),
     }
+    paths["threat_excited"] = _excited_folder(
+        paths["threat_images"], out / "threat_excited", base + 7000
+    )
     paths["vlguard_train"], paths["vlguard_images"] = _vlguard(out, rng, base + 5000, 120)
     paths["corpus_sample"] = _corpus_sample(out, rng, base + 6000, config.n_corpus, config.world)
     return paths
