@@ -140,7 +140,8 @@ table.results th,table.results td,table.kv th,table.kv td{border:1px solid #ccc;
 padding:.25rem .5rem;text-align:left}
 table.results thead th{background:#e8eef7}
 .card{border:1px solid #ccc;border-radius:6px;padding:.5rem 1rem;margin:1rem 0}
-.card h3{margin:.3rem 0}.row{display:flex;flex-wrap:wrap;gap:1rem}.row>div{flex:1 1 420px}
+.card h3{margin:.3rem 0}.row{display:flex;flex-wrap:wrap;gap:1rem}.row>div{flex:1 1 420px;
+min-width:0}
 ol.examples{list-style:none;padding:0}li.example{display:flex;gap:.7rem;margin:.4rem 0;
 border-bottom:1px dotted #ddd;padding-bottom:.4rem}
 img.thumb{width:96px;height:96px;object-fit:contain;background:#f3f3f3;flex:none}

@@ -200,7 +200,9 @@ def latent_histogram(latents: Mapping[str, Any], index: int) -> go.Figure:
         xaxis_title="activation",
         yaxis_title="tokens",
         showlegend=True,
-        legend={"title": {"text": "model (tokens)"}},
+        # below the plot: a card puts charts side by side, where a legend at the right is
+        # covered by the next chart
+        legend={"title": {"text": "model (tokens):"}, "orientation": "h", "y": -0.3},
     )
     return fig
 
@@ -228,8 +230,9 @@ def logit_effect(latents: Mapping[str, Any], index: int) -> go.Figure:
     fig.update_xaxes(title_text="logit contribution")
     fig.update_layout(
         title=f"Latent {index}: logit effect (direct path through the unembedding)",
-        height=max(320, 140 + 22 * n),
+        height=max(360, 180 + 22 * n),
         showlegend=True,
+        legend={"orientation": "h", "y": -0.25},
     )
     return fig
 
