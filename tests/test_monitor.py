@@ -326,6 +326,18 @@ def test_calibration_threshold_sits_between_base_and_tuned(tiny_model_dir, tiny_
     assert result["safe_above"] == (result["tuned"]["mean"] > result["base"]["mean"])
     stored = json.loads((tmp_path / "c" / "calibration.json").read_text())
     assert stored["threshold"] == result["threshold"]
+    other = next(h for h in json.loads((persona / "persona.json").read_text())["hooks"]
+                 if h != result["hook"])  # fmt: skip
+    wrong = StreamConfig(
+        model=str(model),
+        persona=str(persona),
+        prompts="-",
+        hook=other,
+        out=str(tmp_path / "log.jsonl"),
+        calibration=str(tmp_path / "c"),
+    )
+    with pytest.raises(VSFAError, match="was made at"):
+        stream_monitor(wrong, lines=iter([]))
     with pytest.raises(VSFAError, match="needs --adapter"):
         CalibrateConfig(model="m", persona="p", prompts="x", out="o")
 

@@ -112,14 +112,15 @@ class Alarm:
         return None
 
 
-def _threshold(config: StreamConfig) -> tuple[float | None, bool]:
+def _threshold(config: StreamConfig, hook: str) -> tuple[float | None, bool]:
+    """The alert threshold and whether the safe side is above it (``None``: no alerts)."""
     if config.threshold is not None:
         return config.threshold, True
     if config.calibration:
         path = Path(config.calibration)
         data = read_json(path / CALIBRATION_FILE if path.is_dir() else path)
-        if data.get("hook") not in (None, config.hook) and config.hook:
-            raise VSFAError(f"--calibration {path} was made at {data['hook']}, not {config.hook}")
+        if data.get("hook") != hook:
+            raise VSFAError(f"--calibration {path} was made at {data.get('hook')}, not {hook}")
         return float(data["threshold"]), bool(data.get("safe_above", True))
     return None, True
 
@@ -136,7 +137,7 @@ def stream_monitor(
         print(f"{config.prompts}: {message}; skipped", file=err, flush=True)
 
     signal = load_signal(config.persona, hook=config.hook)
-    threshold, safe_above = _threshold(config)
+    threshold, safe_above = _threshold(config, signal.hook)
     vlm = _load(config, config.adapter)
     judge = None
     if config.reply:

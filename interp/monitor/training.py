@@ -44,7 +44,7 @@ from interp.monitor.signals import (
 from interp.train.config import TrainConfig
 
 PROBES_FILE = "monitor_probes.json"
-NEW_TOKENS = 24
+NEW_TOKENS = 16
 """Tokens generated per monitor reply (sampled ASR, capability)."""
 
 
