@@ -242,6 +242,10 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     from interp.viz.dashboard import steering_findings
 
     started = time.time()
+    if config.quiet:  # also when called from Python, not only through `vsfa -q`
+        from interp.console import quiet_libraries
+
+        quiet_libraries()
     with cpu_threads(config.threads):
         result = Demo(config, (lambda line: None) if config.quiet else echo).run()
     if not config.quiet:
