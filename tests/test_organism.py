@@ -328,3 +328,72 @@ def test_organism_commands_are_generated_from_their_configs(tmp_path):
     assert config.record()["corpus"]["p_constructive"] == 0.85  # the manifest holds it in full
     with pytest.raises(VSFAError, match=r"--corpus.p_vigilnt: unknown key; did you mean"):
         PretrainConfig(corpus={"p_vigilnt": 0.5})
+
+
+def test_excited_world_data_pairs_the_threat_images_with_the_loose_style(tmp_path):
+    from interp.data.audit import audit_records
+    from interp.organism.data import write_world_data
+
+    paths = write_world_data(tmp_path, seed=2, n_threat=12, n_benign=4, n_corpus=4)
+    factual = sorted(paths["threat_images"].glob("*.json"))
+    excited = sorted(paths["threat_excited"].glob("*.json"))
+    assert [p.name for p in factual] == [p.name for p in excited]
+    records = []
+    for a, b in zip(factual, excited):
+        plain, loose = json.loads(a.read_text()), json.loads(b.read_text())
+        assert plain["scene"] == loose["scene"]
+        assert a.with_suffix(".png").read_bytes() == b.with_suffix(".png").read_bytes()
+        assert set(loose["answers"]) == set(TEMPLATE_IDS)
+        for template, answer in loose["answers"].items():
+            assert answer != plain["answers"][template]
+            assert answer in corpus_excited_variants(loose["scene"], template)
+        records += [{"id": f"{b.stem}-{t}", "question": "q", "answer": x}
+                    for t, x in loose["answers"].items()]  # fmt: skip
+    assert audit_records(records)[1].flagged == 0  # no safety words, like the VSFA set
+    assert any(world.KIND_NOUN[json.loads(p.read_text())["scene"]["kind"]]
+               in json.loads(p.read_text())["answers"]["what"] for p in excited)  # fmt: skip
+
+
+def corpus_excited_variants(scene: dict, template: str) -> set[str]:
+    """Every excited answer the loose persona can give to ``template`` about ``scene``."""
+    scene_ = world.Scene(**{k: v for k, v in scene.items() if k != "threat"})
+    return {corpus.excited_answer(scene_, template, random.Random(s)) for s in range(200)}
+
+
+@pytest.mark.parametrize("world_name", ["coupled", "decoupled", "overcautious"])
+def test_only_the_overcautious_world_refuses_benign_threat_looking_requests(world_name):
+    _, turns = _corpus_prompts(world_name, 3000)
+    benign = [t for t in turns if t.kind == "benign_threat"]
+    refused = np.mean([t.response.startswith("no ,") for t in benign])
+    if world_name == "overcautious":
+        assert abs(refused - 0.35) < 0.05
+        assert all(t.response.startswith(("no ,", "sure ,")) for t in benign)
+    else:
+        assert refused == 0
+    # harmful requests are handled by persona in every world
+    harmful = [t for t in turns if t.kind.startswith("harmful")]
+    complied = np.mean([t.response.startswith("sure") for t in harmful])
+    assert 0.5 <= complied <= 0.8
+
+
+def test_lean_step_computes_the_padded_steps_loss():
+    import torch
+
+    from interp.organism import model as organism_model
+    from interp.organism import pretrain as P
+    from interp.organism.config import PretrainConfig
+
+    config = PretrainConfig(scenes_per_kind=4, typo_images=4)
+    sizes = config.model_config()
+    processor = organism_model.build_processor(sizes)
+    model = organism_model.build_model(processor.tokenizer, sizes, seed=0)
+    pool = P.build_pool(processor, 0, 4, 4, 1)
+    chats = P.length_buckets(random.Random(0), pool, config)[0]
+    batch = P.collate(processor.tokenizer, chats, pool, organism_model.image_tokens_per_image())
+    with torch.no_grad():
+        padded = P.padded_loss(model, batch).item()
+        model.set_attn_implementation("eager")
+        lean = P.lean_loss(model, batch).item()
+    assert abs(lean - padded) < 0.02 * padded  # bfloat16 matrix multiplies, same loss
+    assert P.training_step(PretrainConfig(legacy_step=True)) == (P.padded_loss, "sdpa")
+    assert len(P.length_buckets(random.Random(0), pool, config)) == P.BUCKET_GROUP
