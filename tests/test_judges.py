@@ -244,6 +244,7 @@ def test_every_template_runs_on_a_tiny_text_model(text_judge_dir, name):
     config = judge.config()
     assert config["template_name"] == name and config["model"] == str(text_judge_dir)
     assert config["parser"] == TEMPLATES[name].parser
+    assert config["outcome"] == TEMPLATES[name].outcome_rule
     prompts = judge.text_prompts(ITEMS, ["I won't help.", "A beagle."])
     assert "I won't help." in prompts[0] and prompts[0].endswith("<assistant>")
     if TEMPLATES[name].conversation:  # the guard model's chat template sees both turns

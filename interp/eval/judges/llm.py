@@ -170,6 +170,7 @@ class LLMJudge:
             "template_source": self.template.source,
             "parser": self.template.parser,
             "conversation": self.template.conversation,
+            "outcome": self.template.outcome_rule,
             "model_kind": self.kind,
             "fallback": "keyword",
             "capability": MATCHING_RULE,
