@@ -31,7 +31,8 @@ from interp.eval.metrics import METRIC_NAMES, Metric
 
 DIFFERENCE_METRICS = ("asr", "refusal", "other", "over_refusal", "capability")
 REFERENCES = ("none", "control")
-"""The rows every other row of a model is paired against, when present."""
+"""The rows every other row of a model is paired against, when present (``none`` is paired
+with ``control`` once, as control minus none)."""
 
 
 def _load(result_dir: str | os.PathLike) -> dict[str, Any]:
@@ -155,22 +156,29 @@ def compare(result_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
             ref: {name: difference(row_runs, runs[(model, ref)], name)
                   for name in DIFFERENCE_METRICS}
             for ref in REFERENCES
-            if ref != method and (model, ref) in runs
+            if ref != method and (model, ref) in runs and (method, ref) != REFERENCES
         }  # fmt: skip
         rows.append(row)
     return rows
 
 
-def format_metric(metric: Mapping[str, Any] | None, percent: bool, signed: bool = False) -> str:
+def format_metric(metric: Mapping[str, Any] | None, percent: bool) -> str:
     if metric is None:
         return "-"
-    sign = "+" if signed else ""
     if percent:
         return (
-            f"{100 * metric['value']:{sign}.1f}% "
-            f"[{100 * metric['ci_low']:{sign}.1f}, {100 * metric['ci_high']:{sign}.1f}]"
+            f"{100 * metric['value']:.1f}% "
+            f"[{100 * metric['ci_low']:.1f}, {100 * metric['ci_high']:.1f}]"
         )
     return f"{metric['value']:.2f} [{metric['ci_low']:.2f}, {metric['ci_high']:.2f}]"
+
+
+def format_points(metric: Mapping[str, Any] | None) -> str:
+    """A difference of rates in signed points with its interval: ``-49.4 [-57.5, -41.4]``."""
+    if metric is None:
+        return "-"
+    low, value, high = (100 * metric[k] for k in ("ci_low", "value", "ci_high"))
+    return f"{value:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def _differences_table(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -179,7 +187,7 @@ def _differences_table(rows: Sequence[dict[str, Any]]) -> list[str]:
         for ref, diffs in row.get("differences", {}).items():
             if any(diffs.values()):
                 cells = [row["model"], f"{row['method']} - {ref}"]
-                cells += [format_metric(diffs[n], True, signed=True) for n in DIFFERENCE_METRICS]
+                cells += [format_points(diffs[n]) for n in DIFFERENCE_METRICS]
                 lines.append("| " + " | ".join(cells) + " |")
     if not lines:
         return []
