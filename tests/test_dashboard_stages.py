@@ -101,3 +101,15 @@ def test_dashboard_on_real_stage_outputs(tiny_vlm, tiny_model_dir, tmp_path):
     assert out.stat().st_size > 1_000_000
     latents = json.loads((run / "diff" / "latents.json").read_text())
     assert latents["selected"]["latents"] == [5]
+    # what the latent page draws, computed by the diff on the real caches
+    n_image = int((ActivationStore(base).tokens["part"] == 0).sum()) // 4  # 4 prompts have one
+    detail = latents["details"]["5"]
+    with_image = [e for e in detail["top_examples"] if e["image"]]
+    assert with_image and all(len(e["patches"]) == n_image for e in with_image)
+    assert all(e["grid"][0] * e["grid"][1] == n_image for e in with_image)
+    for example in detail["top_examples"]:
+        token, value = example["tokens"][example["token_index"]]
+        assert value == example["activation"] or token == "<image>"
+    assert detail["quantiles"] and detail["neighbours"] and "density" in latents
+    assert sum(latents["density"]["counts"]["tuned"]) + latents["density"]["dead"]["tuned"] == 16
+    assert '<canvas class="heatmap"' in html and 'id="latent-index-0"' in html
