@@ -145,8 +145,10 @@ def _matrix(per_seed: Sequence[Mapping[str, float]], keys: Sequence[str]) -> np.
 
 
 def _means(values: np.ndarray, design: _Design, items: np.ndarray, seeds: np.ndarray):
-    """Per replicate, the mean of :mod:`this module <interp.eval.intervals>`: item weights
-    ``items [B, I]`` and seed weights ``seeds [B, S]`` (NaN where nothing was drawn)."""
+    """Per replicate, the point estimate of the module docstring (per seed the weighted item
+    mean within each stratum, averaged over strata; then the weighted mean over seeds) under
+    item weights ``items [B, I]`` and seed weights ``seeds [B, S]``; NaN where nothing with a
+    value was drawn."""
     present = ~np.isnan(values)
     filled = np.where(present, values, 0.0)
     total = np.zeros((items.shape[0], values.shape[0]))
