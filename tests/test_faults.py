@@ -232,3 +232,115 @@ def test_sae_resume_reads_the_batches_an_uninterrupted_run_reads(acts):
         resumed = list(stream.iter_from(start))
         assert len(resumed) == len(whole) - start
         assert all(torch.equal(a, b) for a, b in zip(resumed, whole[start:]))
+
+
+# ---- training (slow) --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_train_stopped_at_every_write_point_resumes_bit_identically(
+    tiny_model_dir, items, tmp_path
+):
+    from interp.train import TrainConfig, train
+
+    data = tmp_path / "vqa.jsonl"
+    records = [
+        {"image": item.image_path, "question": f"What is in {item.id}?", "answer": "A box."}
+        for item in items
+        if item.image_path
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def run(out: Path) -> None:
+        train(TrainConfig(model=str(tiny_model_dir("llava")), data=str(data), out=str(out),
+                          method="lora", max_steps=4, batch_size=2, lr=5e-2, lora_r=4,
+                          lora_dropout=0.1, save_every=1, quiet=True))  # fmt: skip
+
+    points = check_every_stop(run, tmp_path / "runs")
+    assert points >= 2 * 3  # each checkpoint: its state.json, then its folder
+
+
+# ---- real kills and concurrent writers (slow) ---------------------------------------------------
+KILLER = """
+import os, signal, sys, time
+from interp import artifacts
+from interp.cli import main
+seen = [0]
+def hook(kind, path):
+    seen[0] += 1
+    if seen[0] == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    hold = os.environ.get("HOLD_UNTIL")  # wait at the first append until this file exists
+    if hold and kind == "append" and seen[0] < 10:
+        for _ in range(600):
+            if os.path.exists(hold):
+                break
+            time.sleep(0.1)
+artifacts.on_write = hook
+sys.argv = ["vsfa", *sys.argv[1:]]
+main()
+"""
+
+
+def _vsfa(args: list[str], kill_at: int = 0, hold: Path | None = None, **popen: Any) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KILL_AT": str(kill_at), "OMP_NUM_THREADS": "1"}
+    if hold is not None:
+        env["HOLD_UNTIL"] = str(hold)
+    command = [sys.executable, "-c", KILLER, *args]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _bench_file(items: list[BenchmarkItem], folder: Path) -> str:
+    path = folder / "bench.jsonl"
+    path.write_text("".join(json.dumps(item.to_dict()) + "\n" for item in items))
+    return f"jsonl={path}"
+
+
+@pytest.mark.slow
+def test_sigkill_at_write_points_of_a_sampled_eval(tiny_model_dir, items, tmp_path):
+    bench = _bench_file(items, tmp_path)
+
+    def args(out: Path) -> list[str]:
+        return ["eval", "-m", str(tiny_model_dir("llava")), "-b", bench, "-o", str(out),
+                "--device", "cpu", "--sample", "--samples-per-item", "2", "--batch-size", "3",
+                "--max-new-tokens", "3", "--n-boot", "50", "-q"]  # fmt: skip
+
+    whole = tmp_path / "whole"
+    assert _vsfa(args(whole)).wait() == 0
+    expected = snapshot(whole)
+    # the in-process stops above cover every point; real kills: the meta file, the second
+    # batch's append, and the judged file (a process per run is slow on a shared CPU)
+    for n in (1, 3, 5):
+        out = tmp_path / f"kill{n}"
+        assert _vsfa(args(out), kill_at=n).wait() == -9
+        assert (out / ".vsfa.lock").exists()  # left by the killed writer
+        rerun = _vsfa(args(out))
+        assert rerun.wait() == 0, rerun.stderr.read()
+        assert "taking over the stale lock" in rerun.stderr.read()
+        assert snapshot(out) == expected, n
+        assert not list(out.rglob(".*.tmp")) and not (out / ".vsfa.lock").exists(), n
+
+
+@pytest.mark.slow
+def test_two_writers_on_one_folder(tiny_model_dir, items, tmp_path):
+    import subprocess
+
+    bench = _bench_file(items, tmp_path)
+    out = tmp_path / "eval"
+    args = ["eval", "-m", str(tiny_model_dir("llava")), "-b", bench, "-o", str(out),
+            "--device", "cpu", "--max-new-tokens", "3", "--batch-size", "1", "-q"]  # fmt: skip
+    release = tmp_path / "release"
+    first = _vsfa(args, hold=release)  # holds the folder at its first append until released
+    while not (out / "generations.meta.json").exists():
+        assert first.poll() is None, first.stderr.read()
+    second = _vsfa(args, stdout=subprocess.PIPE)
+    assert second.wait() == 2
+    release.touch()
+    lines = [line for line in second.stderr.read().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and f"pid {first.pid}" in lines[0]
+    assert first.wait() == 0
+    records = (out / "generations.jsonl").read_text().splitlines()
+    assert len(records) == len(items)
+    assert len({json.loads(r)["key"] for r in records}) == len(items)

@@ -64,7 +64,10 @@ def prepare_run_dir(out: Path, key: str, overwrite: bool) -> None:
     """Keep a folder holding this run (finished or checkpointed); clear one holding another run
     when ``overwrite``, else refuse."""
     manifest_path = out / MANIFEST
-    stale = out.exists() and any(out.iterdir())
+    # hidden files (a writer's lock, temporaries) and empty folders are no run's content
+    stale = out.exists() and any(
+        not p.name.startswith(".") and (p.is_file() or any(p.iterdir())) for p in out.iterdir()
+    )
     if not stale:
         return
     checkpoint = latest_checkpoint(out)

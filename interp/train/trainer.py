@@ -76,13 +76,11 @@ def train(
         return out
     key = manifest_key(manifest)
     main = state is None or state.is_main_process
-    if main:
-        prepare_run_dir(out, key, config.overwrite)
-        out.mkdir(parents=True, exist_ok=True)
     # one writer per run folder (the main process holds the lock for all of a launch)
     with folder_lock(out) if main else nullcontext():
         if main:
             remove_orphans(out, (CHECKPOINTS,))
+            prepare_run_dir(out, key, config.overwrite)
         if state is not None:
             state.wait_for_everyone()
         if config.method == "none":
