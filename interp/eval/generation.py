@@ -163,11 +163,12 @@ def _check_setup(
         if existing.get("key") != key:
             before = existing.get("setup") or {}
             changed = _changed(before, fingerprint)
-            if changed and all(name.startswith("inputs") for name in changed):
+            # made from other weights or images, or by a version that did not record them
+            if "inputs" not in before or all(name.startswith("inputs") for name in changed):
                 if not quiet:
                     print(
-                        f"{out_path}: the model or data changed since these generations were "
-                        "made; generating again",
+                        f"{out_path}: the model or images changed since these generations "
+                        "were made (or it does not record them); generating again",
                         file=sys.stderr,
                     )
                 overwrite = True
