@@ -71,10 +71,7 @@ class Steps:
             outputs = recorded.get("outputs", {})
             if all(Path(p).exists() for p in paths_in(outputs)):
                 content = self.outputs_key(outputs)
-                if "outputs_key" not in recorded:  # an earlier version's marker: adopt it
-                    write_json_atomic(marker / MANIFEST, {**recorded, "outputs_key": content})
-                    recorded["outputs_key"] = content
-                if content == recorded["outputs_key"]:
+                if content == recorded.get("outputs_key"):  # none in an earlier version's
                     self.keys[name] = json_sha256([manifest_key(manifest), content])
                     self.echo(f"[{self.runner}] {name}: current, skipped")
                     return outputs
