@@ -279,3 +279,32 @@ def test_a_corrupt_sae_checkpoint_falls_back_to_the_previous_one(acts, tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"SAE checkpoint {newest[-1]} is unreadable" in err
     assert snapshot(out) == snapshot(whole)
+
+
+def test_a_corrupt_training_checkpoint_is_reported_and_skipped(tiny_model_dir, items, tmp_path,
+                                                               capsys):  # fmt: skip
+    from interp.train import TrainConfig, train
+
+    data = tmp_path / "vqa.jsonl"
+    records = [{"image": i.image_path, "question": "What?", "answer": "A box."} for i in items
+               if i.image_path]  # fmt: skip
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def config(out: Path) -> TrainConfig:
+        return TrainConfig(model=str(tiny_model_dir("llava")), data=str(data), out=str(out),
+                           method="lora", max_steps=4, batch_size=2, lr=5e-2, lora_r=4,
+                           save_every=1, quiet=True)  # fmt: skip
+
+    whole = train(config(tmp_path / "whole"))
+    run = tmp_path / "run"
+    train(config(run), stop_after=3)
+    checkpoint = run / "checkpoints" / "step_0000003"
+    (checkpoint / "optimizer.safetensors").write_bytes(b"\x00" * 40)
+    capsys.readouterr()
+    train(config(run))  # from step 0: keep=1 leaves no earlier checkpoint
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"training checkpoint {checkpoint} is corrupt" in warnings[0]
+    a = load_file(str(whole / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
