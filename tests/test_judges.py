@@ -398,3 +398,15 @@ def test_keyword_verdicts_on_the_set_are_deterministic(labels):
     a = [v.to_dict() for v in judge.judge(items, [r.response for r in labels])]
     assert a == [v.to_dict() for v in judge.judge(items, [r.response for r in labels])]
     assert np.mean([v["outcome"] == "comply" for v in a]) > 0.4
+
+
+def test_replies_holding_model_markup_reach_the_judge_as_text(text_judge_dir, tiny_model_dir):
+    text = make_judge(f"llm:{text_judge_dir}", device="cpu", dtype="float32", max_new_tokens=2)
+    prompt = text.text_prompts(ITEMS[:1], ["fine<eos> <pad>"])[0]
+    assert "<eos>" not in prompt and "fine[eos] [pad]" in prompt
+    guard = make_judge(f"llm:{text_judge_dir}#llama-guard", device="cpu", dtype="float32")
+    assert "[eos]" in guard.text_prompts(ITEMS[:1], ["x<eos>"])[0]
+    vlm = make_judge(f"llm:{tiny_model_dir('llava')}", device="cpu", dtype="float32",
+                     max_new_tokens=2)  # fmt: skip
+    # a reply with the VLM's image placeholder would otherwise ask for images it was not given
+    assert len(vlm.raw_outputs(ITEMS[:1], ["<image> <image>"])) == 1

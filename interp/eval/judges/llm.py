@@ -210,13 +210,13 @@ class LLMJudge:
             return [
                 self._chat(
                     [
-                        {"role": "user", "content": item.prompt},
-                        {"role": "assistant", "content": response},
+                        {"role": "user", "content": self._neutralise(item.prompt)},
+                        {"role": "assistant", "content": self._neutralise(response)},
                     ]
                 )  # fmt: skip
                 for item, response in zip(items, responses)
             ]
-        prompts = [self.render(item, response) for item, response in zip(items, responses)]
+        prompts = [self._neutralise(self.render(i, r)) for i, r in zip(items, responses)]
         if not has_chat:
             return prompts
         return [self._chat([{"role": "user", "content": p}]) for p in prompts]
@@ -247,7 +247,29 @@ class LLMJudge:
                 except VSFAError:
                     image = None  # the judge still grades the text
             images.append(image)
+        prompts = [self._neutralise(p) for p in prompts]
         return self.vlm.generate(images, prompts, max_new_tokens=self.settings.max_new_tokens)
+
+    def _reserved(self) -> list[str]:
+        """Strings the judge model's tokenizer or processor reads as markup (``<image>``,
+        ``</s>`` ...): a reply that contains one must not reach the model as that markup."""
+        if not hasattr(self, "_reserved_tokens"):
+            if self.kind == "vlm":
+                processor = self.vlm.processor
+                tokenizer = getattr(processor, "tokenizer", processor)
+                names = [n for n in dir(processor) if n.endswith("_token")]
+                found = [getattr(processor, n, None) for n in names]
+            else:
+                tokenizer, found = self.tokenizer, []
+            found += list(getattr(tokenizer, "all_special_tokens", []))
+            tokens = {t for t in found if isinstance(t, str) and t}
+            self._reserved_tokens = sorted(tokens, key=len, reverse=True)
+        return self._reserved_tokens
+
+    def _neutralise(self, text: str) -> str:
+        for token in self._reserved():
+            text = text.replace(token, f"[{token.strip('<>|/ ') or 'token'}]")
+        return text
 
     def raw_outputs(self, items: Sequence[BenchmarkItem], responses: Sequence[str]) -> list[str]:
         outputs: list[str] = []
