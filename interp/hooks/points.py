@@ -11,8 +11,12 @@ Every family has the TransformerLens block hooks, each ``[batch, seq, d_model]``
 * ``blocks.{L}.ln1.hook_normalized`` / ``ln2.hook_normalized``: the input of the pre-attention /
   pre-MLP norm divided by its RMS (before the norm's weight).
 
-TransformerBridge's own names are accepted as aliases (``hook_in``, ``hook_out``, ``attn.hook_out``,
-``mlp.hook_out``, ``ln2.hook_in``).
+Qwen3-VL adds its deepstack image features to the residual stream between decoder layers, so
+there ``blocks.{L+1}.hook_resid_pre`` differs from ``blocks.{L}.hook_resid_post`` at image
+positions of the first layers.
+
+TransformerBridge's own names are accepted as aliases (``hook_in``, ``hook_out``,
+``attn.hook_out``, ``mlp.hook_out``, ``ln2.hook_in``).
 """
 
 from __future__ import annotations
