@@ -178,7 +178,7 @@ class KeywordJudge:
     name = "keyword"
 
     def __init__(self, phrases: Sequence[str] = DEFAULT_REFUSAL_PHRASES, source: str = "default"):
-        self.phrases = tuple(dict.fromkeys(p.strip().lower() for p in phrases if p.strip()))
+        self.phrases = tuple(dict.fromkeys(_normalise_response(p) for p in phrases if p.strip()))
         if not self.phrases:
             raise VSFAError("the keyword judge needs at least one refusal phrase")
         self.source = source
