@@ -359,7 +359,8 @@ def _assert_per_label_table(out):
     assert "disagreements:" in out
 
 
-@pytest.mark.parametrize("spec", ["keyword", "keyword:gcg-vlguard", "organism", "llm"])
+@pytest.mark.parametrize("spec", ["keyword", "keyword:gcg-vlguard", "keyword:FILE", "organism",
+                                  "llm"])  # fmt: skip
 def test_judge_check_prints_precision_and_recall_for_every_judge_type(
     labels, text_judge_dir, tmp_path, spec
 ):
@@ -367,6 +368,9 @@ def test_judge_check_prints_precision_and_recall_for_every_judge_type(
     rows = _small_labels(labels, small)
     if spec == "llm":
         spec = f"llm:{text_judge_dir}#xstest"
+    if spec == "keyword:FILE":
+        (tmp_path / "phrases.txt").write_text("@who: i can't | i won't\n{who} help\n^no$\n")
+        spec = f"keyword:{tmp_path / 'phrases.txt'}"
     args = ["judge", "check", "--judge", spec, "--labels", small, "--n-boot", "200",
             "--device", "cpu", "--dtype", "float32", "--judge-max-new-tokens", "2", "--quiet",
             "--out", tmp_path / "report.json"]  # fmt: skip
