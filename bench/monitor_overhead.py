@@ -1,12 +1,18 @@
 """Cost of ``vsfa train --monitor``: the organism recipe trained with and without the monitor.
 
-Both runs use ``ORGANISM_RECIPE`` (60 steps of 16, LoRA) on the organism's threat VQA set with
-one thread; the monitored run evaluates the persona folder's held-out probes and the default
-probe size of the organism suite (``--monitor-items 32``: exact comply share and greedy
-capability) every ``--every`` steps (default 20: steps 0, 20, 40, 60). Runs alternate (plain,
-monitored) ``--reps`` times and the medians of the process's CPU time are compared, which other
-jobs on a shared machine disturb far less than wall time. The last line is the ratio of the
-monitored run's time to the plain run's; the bar is < 1.15.
+All runs use ``ORGANISM_RECIPE`` (60 steps of 16, LoRA) on the organism's threat VQA set with
+one thread. The monitored runs evaluate the persona folder's 48 held-out probe requests and the
+default probe size of the organism suite (``--monitor-items 32``: exact comply share of 32
+harmful items, greedy capability of 32 recognition items): once at the default cadence (the
+run's checkpoints; the recipe saves none, so the first and the last step) and once every
+``--every`` steps (default 20: steps 0, 20, 40, 60; ``--steps`` lengthens the run, so the
+fixed costs of loading the probe items and drawing the figure are spread over more steps). Runs
+alternate ``--reps`` times; medians of
+the process's CPU time are compared (other jobs on a shared machine disturb it far less than
+wall time; the wall times are printed too). Each ratio is monitored / plain; the bar is < 1.15.
+On a loaded machine both drift by 10-20% from round to round, so the last lines give a ratio
+measured within each monitored run (its wall time over its wall time less the time spent in the
+monitor's callback), which the load moves in both terms alike.
 
     nice -n 10 .venv/bin/python bench/monitor_overhead.py
 """
@@ -25,8 +31,9 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=20, help="monitor every N steps")
-    parser.add_argument("--reps", type=int, default=2, help="alternating pairs of runs")
+    parser.add_argument("--reps", type=int, default=2, help="alternating rounds of runs")
     parser.add_argument("--items", type=int, default=32, help="probe items per kind")
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps (recipe: 60)")
     args = parser.parse_args()
 
     import torch
@@ -46,40 +53,40 @@ def main() -> None:
     persona = root / "persona"
     extract_persona(ExtractConfig(model=str(base_model_dir()), contexts="organism-replies",
                                   out=str(persona), device="cpu", quiet=True))  # fmt: skip
-    times: dict[str, list[float]] = {"plain": [], "monitored": []}
-    walls: dict[str, list[float]] = {"plain": [], "monitored": []}
-    monitor_seconds = []
+    monitor = dict(monitor=str(persona), monitor_bench="organism", monitor_judge="organism",
+                   monitor_items=args.items)  # fmt: skip
+    runs = {"plain": {}, "default cadence": monitor,
+            f"every {args.every} steps": {**monitor, "monitor_every": args.every}}  # fmt: skip
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    share: dict[str, list[float]] = {name: [] for name in runs}
+    wall: dict[str, list[float]] = {name: [] for name in runs}
     for rep in range(args.reps):
-        for name in ("plain", "monitored"):
-            options = {}
-            if name == "monitored":
-                options = dict(monitor=str(persona), monitor_every=args.every,
-                               monitor_bench="organism", monitor_judge="organism",
-                               monitor_items=args.items)  # fmt: skip
-            out = root / f"{name}-{rep}"
+        for n, (name, options) in enumerate(runs.items()):
+            out = root / f"run{n}-{rep}"
             config = dataclasses.replace(ORGANISM_RECIPE, model=str(base_model_dir()),
                                          data=str(vqa), out=str(out), quiet=True, threads=1,
-                                         **options)  # fmt: skip
-            started, wall = time.process_time(), time.perf_counter()
+                                         max_steps=args.steps, **options)  # fmt: skip
+            started, clock = time.process_time(), time.perf_counter()
             train(config)
-            times[name].append(time.process_time() - started)
-            walls[name].append(time.perf_counter() - wall)
-            print(f"{name} run {rep}: {times[name][-1]:.2f} s CPU, {walls[name][-1]:.2f} s wall",
-                  flush=True)  # fmt: skip
-            if name == "monitored":
+            cpu[name].append(time.process_time() - started)
+            wall[name].append(time.perf_counter() - clock)
+            text = f"{name}, round {rep}: {cpu[name][-1]:.2f} s CPU, {wall[name][-1]:.2f} s wall"
+            if options:
                 lines = (out / "monitor.jsonl").read_text().splitlines()
-                monitor_seconds.append(sum(json.loads(line)["seconds"] for line in lines))
-                print(f"  {len(lines)} monitor evaluations, {monitor_seconds[-1]:.2f} s wall "
-                      "inside the callback", flush=True)  # fmt: skip
-    plain, monitored = (statistics.median(times[k]) for k in ("plain", "monitored"))
-    print(f"median CPU time: plain {plain:.2f} s, monitored {monitored:.2f} s "
-          f"(every {args.every} steps, {args.items} probe items per kind)")  # fmt: skip
-    wall_plain, wall_monitored = (statistics.median(walls[k]) for k in ("plain", "monitored"))
-    print(
-        f"median wall time: plain {wall_plain:.2f} s, monitored {wall_monitored:.2f} s "
-        f"(ratio {wall_monitored / wall_plain:.3f}; wall time depends on the machine's load)"
-    )
-    print(f"ratio monitored / plain (CPU time): {monitored / plain:.3f}")
+                inside = sum(json.loads(line)["seconds"] for line in lines)
+                text += f"; {len(lines)} evaluations, {inside:.2f} s wall inside the callback"
+                share[name].append(wall[name][-1] / (wall[name][-1] - inside))
+            print(text, flush=True)
+    plain_cpu, plain_wall = statistics.median(cpu["plain"]), statistics.median(wall["plain"])
+    print(f"median plain run: {plain_cpu:.2f} s CPU, {plain_wall:.2f} s wall")
+    for name in list(runs)[1:]:
+        ratio_cpu = statistics.median(cpu[name]) / plain_cpu
+        ratio_wall = statistics.median(wall[name]) / plain_wall
+        print(f"ratio monitored ({name}) / plain: {ratio_cpu:.3f} CPU time "
+              f"({ratio_wall:.3f} wall time)")  # fmt: skip
+    for name in list(runs)[1:]:
+        # within each monitored run: its wall time over the same run without the callback's
+        print(f"ratio within the run ({name}): {statistics.median(share[name]):.3f}")
 
 
 if __name__ == "__main__":
