@@ -107,8 +107,11 @@ def test_help_does_not_import_the_heavy_libraries(argv):
 
 
 def _vsfa(*argv: str, columns: int = 80) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": str(columns)}
-    env.pop("TRANSFORMERS_VERBOSITY", None)
+    from interp.console import QUIET_ENV
+
+    # a quiet run earlier in this session (the demo's) leaves its settings in os.environ
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV}
+    env["COLUMNS"] = str(columns)
     return subprocess.run(
         [sys.executable, "-m", "interp.cli", *argv], capture_output=True, text=True, env=env,
         timeout=300,
