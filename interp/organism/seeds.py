@@ -51,7 +51,7 @@ class SeedsConfig:
     """pretraining seeds"""
     finetune_seeds: tuple[int, ...] = (0, 1, 2)
     """fine-tuning seeds of every fine-tuned run"""
-    runs: tuple[str, ...] = ("base", "vsfa", "control", "abstract", "sixty", "twin", "twin_vsfa")
+    runs: tuple[str, ...] = ("base", "vsfa", "control", "twin", "twin_vsfa", "abstract", "sixty")
     """rows per pretraining seed (base, vsfa, control, abstract, sixty, excited, twin,
     twin_vsfa, twin_control)"""
     world: World = "coupled"
