@@ -62,13 +62,23 @@ def world(tmp_path_factory):
     return root
 
 
-def _persona(tiny_vlm, family, world, tmp_path):
-    vlm = tiny_vlm(family)
-    out = tmp_path / f"persona-{family}"
-    config = ExtractConfig(contexts="system-pair", probes=str(world / "probes.txt"), model="tiny",
-                           out=str(out), quiet=True, layers=[0, vlm.n_layers - 1])  # fmt: skip
-    extract_persona(config, vlm=vlm)
-    return out
+@pytest.fixture(scope="module")
+def persona_dir(tiny_vlm, world, tmp_path_factory):
+    """``persona_dir(family)``: a system-pair persona folder of the tiny model, made once."""
+    made: dict[str, object] = {}
+
+    def get(family: str):
+        if family not in made:
+            vlm = tiny_vlm(family)
+            out = tmp_path_factory.mktemp(f"persona-{family}")
+            config = ExtractConfig(contexts="system-pair", probes=str(world / "probes.txt"),
+                                   model="tiny", out=str(out), quiet=True,
+                                   layers=[0, vlm.n_layers - 1])  # fmt: skip
+            extract_persona(config, vlm=vlm)
+            made[family] = out
+        return made[family]
+
+    return get
 
 
 def _config(model, world, out, **options) -> TrainConfig:
@@ -89,9 +99,9 @@ def _config(model, world, out, **options) -> TrainConfig:
 
 @pytest.mark.parametrize("family", tiny_families())
 def test_monitor_writes_a_line_per_checkpoint_on_every_family(
-    tiny_model_dir, tiny_vlm, world, tmp_path, family
+    tiny_model_dir, persona_dir, world, tmp_path, family
 ):
-    persona = _persona(tiny_vlm, family, world, tmp_path)
+    persona = persona_dir(family)
     config = _config(tiny_model_dir(family), world, tmp_path / "run", monitor=str(persona),
                      monitor_every=1, monitor_bench=f"jsonl={world / 'bench.jsonl'}")  # fmt: skip
     run = train(config)
@@ -108,11 +118,11 @@ def test_monitor_writes_a_line_per_checkpoint_on_every_family(
 
 
 def test_monitored_training_trains_the_same_weights_and_resumes_without_duplicates(
-    tiny_model_dir, tiny_vlm, world, tmp_path
+    tiny_model_dir, persona_dir, world, tmp_path
 ):
     from safetensors.torch import load_file
 
-    persona = _persona(tiny_vlm, "llava", world, tmp_path)
+    persona = persona_dir("llava")
     model = tiny_model_dir("llava")
     plain = train(_config(model, world, tmp_path / "plain", max_steps=3))
     monitor = dict(monitor=str(persona), monitor_every=1, monitor_sample=True,
@@ -194,8 +204,8 @@ def test_trend_is_spearman_with_ties_and_the_figure_and_dashboard_show_the_run(t
 
 # ---- screening -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", tiny_families())
-def test_screen_ranks_images_on_every_family(tiny_model_dir, tiny_vlm, world, tmp_path, family):
-    persona = _persona(tiny_vlm, family, world, tmp_path)
+def test_screen_ranks_images_on_every_family(tiny_model_dir, persona_dir, world, tmp_path, family):
+    persona = persona_dir(family)
     config = ScreenConfig(images=str(world / "images"), model=str(tiny_model_dir(family)),
                           persona=str(persona), out=str(tmp_path / "s"), max_new_tokens=4,
                           device="cpu", quiet=True, select=1)  # fmt: skip
@@ -278,9 +288,9 @@ def test_alarm_alerts_on_crossing_and_recovers():
 
 
 def test_stream_reports_malformed_lines_logs_each_prompt_and_alerts(
-    tiny_model_dir, tiny_vlm, world, tmp_path
+    tiny_model_dir, tiny_vlm, persona_dir, world, tmp_path
 ):
-    persona = _persona(tiny_vlm, "llava", world, tmp_path)
+    persona = persona_dir("llava")
     image = str(world / "images" / "img0.png")
     lines = [
         json.dumps({"prompt": "what is this ?", "image": image, "id": "a"}), "not json",
@@ -311,9 +321,9 @@ def test_stream_reports_malformed_lines_logs_each_prompt_and_alerts(
     assert prompts[1]["projection"] == pytest.approx(float(expected[0]), abs=1e-4)
 
 
-def test_calibration_threshold_sits_between_base_and_tuned(tiny_model_dir, tiny_vlm, world,
+def test_calibration_threshold_sits_between_base_and_tuned(tiny_model_dir, persona_dir, world,
                                                            tmp_path):  # fmt: skip
-    persona = _persona(tiny_vlm, "llava", world, tmp_path)
+    persona = persona_dir("llava")
     model = tiny_model_dir("llava")
     run = train(_config(model, world, tmp_path / "run", max_steps=4, lr=1e-2))
     prompts = tmp_path / "calib.jsonl"
@@ -342,8 +352,8 @@ def test_calibration_threshold_sits_between_base_and_tuned(tiny_model_dir, tiny_
         CalibrateConfig(model="m", persona="p", prompts="x", out="o")
 
 
-def test_monitor_commands(tiny_model_dir, tiny_vlm, world, tmp_path):
-    persona = _persona(tiny_vlm, "llava", world, tmp_path)
+def test_monitor_commands(tiny_model_dir, persona_dir, world, tmp_path):
+    persona = persona_dir("llava")
     (tmp_path / "p.jsonl").write_text('{"prompt": "hello ?"}\n{broken\n')
     args = ["monitor", "-m", str(tiny_model_dir("llava")), "--persona", str(persona),
             "--prompts", str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "log.jsonl"),
