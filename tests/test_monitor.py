@@ -366,8 +366,13 @@ def test_monitor_commands(tiny_model_dir, persona_dir, world, tmp_path):
     assert isinstance(missing.exception, VSFAError) and "does not exist" in str(missing.exception)
     help_text = CliRunner().invoke(app, ["data", "screen", "--help"]).output
     assert "--images" in help_text and "--persona" in help_text
-    train_help = CliRunner().invoke(app, ["train", "--help"]).output
-    assert "--monitor-every" in train_help
+    train_args = ["train", "-m", str(tiny_model_dir("llava")), "-d", str(world / "vqa.jsonl"),
+                  "-o", str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "2",
+                  "--lora-r", "2", "--device", "cpu", "-q", "--monitor", str(persona),
+                  "--monitor-every", "1"]  # fmt: skip
+    trained = CliRunner().invoke(app, train_args)
+    assert trained.exit_code == 0, trained.output
+    assert [line["step"] for line in read_monitor(tmp_path / "run")] == [0, 1]
 
 
 def test_monitoring_notebook_is_stored_without_outputs():
