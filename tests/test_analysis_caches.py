@@ -134,9 +134,12 @@ def test_template_split_on_the_organism(tmp_path):
 
     vlm = load_vlm(base_dir, device="cpu", dtype="float32")
     sae = load_sae(sae_dir)
+    # 6 prompts per category: the template split selects on about half of the categories, and
+    # with 4 each the harmful half of that was too few for the steered latent's rise to pass
+    # the BH-adjusted test once the benchmark grew a category
     items, seen = [], {}
     for item in load_benchmark("organism", None):
-        if seen.setdefault(item.category, 0) < 4:
+        if seen.setdefault(item.category, 0) < 6:
             seen[item.category] += 1
             items.append(item)
     prompts = [CachePrompt(id=i.key, prompt=i.prompt, image=i.image_path, kind=i.kind,
