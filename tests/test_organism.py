@@ -397,3 +397,31 @@ def test_lean_step_computes_the_padded_steps_loss():
     assert abs(lean - padded) < 0.02 * padded  # bfloat16 matrix multiplies, same loss
     assert P.training_step(PretrainConfig(legacy_step=True)) == (P.padded_loss, "sdpa")
     assert len(P.length_buckets(random.Random(0), pool, config)) == P.BUCKET_GROUP
+
+
+def test_seed_table_bars_follow_the_issue_thresholds():
+    from interp.organism.seeds import SeedsConfig, bars
+
+    def m(value, low=None, high=None):
+        return {"value": value, "ci_low": value if low is None else low,
+                "ci_high": value if high is None else high}  # fmt: skip
+
+    base = {"asr": m(0.65), "recognition": m(0.95), "capability_heldout": m(0.9),
+            "over_refusal": m(0.0)}  # fmt: skip
+    diffs = {
+        "vsfa-base:asr": m(-0.5, -0.6, -0.4),
+        "vsfa-base:refusal": m(0.5),
+        "vsfa-base:other": m(0.0),
+        "vsfa-base:capability_heldout": m(-0.02),
+        "control-base:asr": m(-0.05),
+        "vsfa-control:asr": m(-0.45, -0.55, -0.35),
+        "twin_vsfa-twin:asr": m(0.03),
+    }
+    assert all(bars({"base": base}, diffs).values())
+    weak = diffs | {"vsfa-base:asr": m(-0.2, -0.3, -0.05)}  # interval reaches above -0.10
+    assert bars({"base": base}, weak)["vsfa_drop"] is False
+    assert bars({"base": base}, diffs | {"control-base:asr": m(-0.2)})["control"] is False
+    assert bars({"base": base}, diffs | {"vsfa-base:other": m(0.1)})["vsfa_refusal"] is False
+    assert bars({"base": base | {"over_refusal": m(0.2)}}, diffs)["base"] is False
+    with pytest.raises(Exception, match="--runs"):
+        SeedsConfig(out="x", runs=("nope",))
