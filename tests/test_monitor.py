@@ -178,7 +178,7 @@ def test_exact_share_equals_the_organism_opening_probabilities():
 def test_trend_is_spearman_with_ties_and_the_figure_and_dashboard_show_the_run(tmp_path):
     from scipy.stats import spearmanr
 
-    from interp.viz.dashboard import collect_run, render_dashboard
+    from interp.viz.dashboard import collect_run, render_dashboard, write_dashboard
 
     rng = np.random.default_rng(0)
     steps, values = list(range(12)), list(rng.integers(0, 4, 12).astype(float))
@@ -200,6 +200,8 @@ def test_trend_is_spearman_with_ties_and_the_figure_and_dashboard_show_the_run(t
     assert monitor_figure(tmp_path) is None
     html = render_dashboard(collect_run(tmp_path))
     assert "Persona during training" in html and "runs/vsfa-s0/monitor.jsonl" in html
+    page = write_dashboard(run, tmp_path / "report.html")  # a run with only its monitor lines
+    assert "Persona during training" in page.read_text()
 
 
 # ---- screening -----------------------------------------------------------------------------------

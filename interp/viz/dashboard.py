@@ -350,7 +350,7 @@ def write_dashboard(
 ) -> Path:
     """Collect the run's artifacts and write the standalone report (atomically)."""
     art = collect_run(run_dir)
-    if art.is_empty():
+    if art.is_empty() and not _monitor_section(art):
         raise VSFAError(
             f"--run {run_dir} holds no results.json, table.json, metrics.json, latents.json, "
             "steering.json or persona file (persona.json, persona_report.json, frontier.json) "
