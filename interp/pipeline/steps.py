@@ -77,6 +77,7 @@ class Steps:
                     return outputs
                 self.echo(f"[{self.runner}] {name}: its outputs changed since it ran")
         self.echo(f"[{self.runner}] {name} ...")
+        self.keys[name] = manifest_key(manifest)  # while it runs: its inputs' key
         started = time.time()
         outputs = make()
         seconds = time.time() - started
