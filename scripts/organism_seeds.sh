@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The organism's table over five pretraining seeds (docs/organism.md, "Five pretraining seeds"):
+# two processes, one core each, sharing one output folder; each step resumes when rerun.
+#   scripts/organism_seeds.sh [OUT]        (default OUT: runs/organism-seeds)
+# Logs: OUT/log-a.txt, OUT/log-b.txt; the table: OUT/seeds.md and OUT/seeds.json.
+set -euo pipefail
+out="${1:-runs/organism-seeds}"
+mkdir -p "$out"
+# the world data and VSFA sets once, before the two processes share them
+python -c "from pathlib import Path; from interp.organism.seeds import world_sets; world_sets(Path('$out'))"
+vsfa organism seeds -o "$out" --seeds 0,2,4 >"$out/log-a.txt" 2>&1 &
+vsfa organism seeds -o "$out" --seeds 1,3 >"$out/log-b.txt" 2>&1 &
+wait
+vsfa organism seeds -o "$out" --table-only
