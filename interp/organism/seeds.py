@@ -173,37 +173,36 @@ def seed_scores(config: SeedsConfig, seed: int, items: Sequence[Any], build: boo
     root = Path(config.out) / f"s{seed}"
     sets = world_sets(Path(config.out)) if build else {}
     scores: dict[str, list[dict]] = {}
-    for run in config.runs:
+    # fine-tuning seed by fine-tuning seed, so a partial table has every row at its first seed
+    tasks = [(run, ft) for ft in config.finetune_seeds for run in config.runs
+             if RUNS[run][1] or ft == config.finetune_seeds[0]]  # fmt: skip
+    for run, ft in tasks:
         model_name, data = RUNS[run]
         model = root / model_name
         if build:
             world: World = "decoupled" if model_name == "twin" else config.world
             pretrained(model, seed, world, config.threads, config.quiet)
-        ft_seeds = config.finetune_seeds if data else (None,)
-        for ft in ft_seeds:
-            name = run if ft is None else f"{run}-f{ft}"
-            out = root / "eval" / name
-            done = (out / "sampled" / "metrics.json").exists() and (
-                out / "greedy" / "metrics.json"
-            ).exists()
-            if not build and not done:
-                continue
-            adapter = None
-            if data:
-                adapter = root / "runs" / name
-                if build:
-                    paths = {"model": str(model), "data": str(sets[data]), "out": str(adapter)}
-                    train(replace(ORGANISM_RECIPE, **paths, seed=ft, threads=config.threads,
-                                  quiet=config.quiet))  # fmt: skip
+        name = f"{run}-f{ft}" if data else run
+        out = root / "eval" / name
+        done = all((out / k / "metrics.json").exists() for k in ("sampled", "greedy"))
+        if not build and not done:
+            continue
+        adapter = None
+        if data:
+            adapter = root / "runs" / name
             if build:
-                scores.setdefault(run, []).append(score(model, adapter, items, out))
-            else:
-                scores.setdefault(run, []).append(
-                    {
-                        k: read_json(out / k / "metrics.json")["benchmarks"]["organism"]
-                        for k in ("sampled", "greedy")
-                    }  # fmt: skip
-                )
+                paths = {"model": str(model), "data": str(sets[data]), "out": str(adapter)}
+                train(replace(ORGANISM_RECIPE, **paths, seed=ft, threads=config.threads,
+                              quiet=config.quiet))  # fmt: skip
+        if build:
+            scores.setdefault(run, []).append(score(model, adapter, items, out))
+        else:
+            scores.setdefault(run, []).append(
+                {
+                    k: read_json(out / k / "metrics.json")["benchmarks"]["organism"]
+                    for k in ("sampled", "greedy")
+                }  # fmt: skip
+            )
     return scores
 
 
