@@ -149,7 +149,7 @@ class PretrainConfig:
     """typographic images in the pool"""
     legacy_step: bool = False
     """the language step that built the shipped base (float32, SDPA attention, logits at every
-    position, buckets of 8 batches; about 1.8x slower); with --seed 0 and one thread it reproduces
+    position, buckets of 8 batches; about 1.5x slower); with --seed 0 and one thread it reproduces
     the shipped assets bit for bit"""
     threads: int = 1
     """torch threads (0: torch's default); one core lets the organism train beside other work"""
