@@ -53,7 +53,10 @@ def test_the_report_holds_every_method_with_its_keys_and_disjoint_item_lists(tin
     persona = json.loads((out / "persona" / "persona.json").read_text())
     assert report["eval_items"] == frontier["eval_items"]
     assert selection == set(latents["selection_ids"]) | set(persona["fit_probe_ids"])
-    assert len(report["eval_items"]) == 12  # 2 per category of the benchmark, none selected
+    from interp.data.benchmarks import load_benchmark
+
+    categories = {item.category for item in load_benchmark("organism", None)}
+    assert len(report["eval_items"]) == 2 * len(categories)  # 2 per category, none selected
     # the latent diff selected on the fit probes (asked cold) and held out every benchmark item
     assert set(latents["eval_ids"]) == evaluation
     # null where a method lacks a value: prompting is no direction, nothing removes it
