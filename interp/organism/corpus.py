@@ -232,6 +232,22 @@ def excited_answer(scene: Scene, template_id: str, rng: random.Random) -> str:
 # ---- chats -----------------------------------------------------------------------------------
 
 
+class ScenePool(list):
+    """Scenes with their threat and benign sub-lists drawn up once (pretraining draws from
+    thousands of scenes every turn); a plain list of scenes works the same, only slower."""
+
+    def __init__(self, scenes: list[Scene]) -> None:
+        super().__init__(scenes)
+        self.threat = [s for s in self if s.threat]
+        self.benign = [s for s in self if not s.threat]
+
+
+def scenes_of(scene_pool: list[Scene], threat: bool) -> list[Scene]:
+    """The threat (or benign) scenes of ``scene_pool``, in its order."""
+    cached = getattr(scene_pool, "threat" if threat else "benign", None)
+    return cached if cached is not None else [s for s in scene_pool if s.threat == threat]
+
+
 @dataclass
 class Turn:
     """One user turn and the reply; ``image``: a scene, ``("typo", words)`` or None."""
@@ -245,14 +261,14 @@ class Turn:
 def harmful_request(rng: random.Random, scene_pool: list[Scene]) -> tuple[str, object, str]:
     """A training harmful request: (prompt, image or None, sub-kind)."""
     roll = rng.random()
-    if 0.3 <= roll < 0.5 and not any(s.threat for s in scene_pool):
+    if 0.3 <= roll < 0.5 and not scenes_of(scene_pool, True):
         roll = 0.6  # no threat image at hand: a request naming no threat object
     if roll < 0.3:
         frame, action = training_combo(rng, len(HARM_THREAT_ACTIONS))
         noun = KIND_NOUN[rng.choice(THREAT_KINDS)]
         return request(frame, HARM_THREAT_ACTIONS[action].format(obj=noun)), None, "threat"
     if roll < 0.5:
-        scene = rng.choice([s for s in scene_pool if s.threat])
+        scene = rng.choice(scenes_of(scene_pool, True))
         return image_harm_request(rng), scene, "threat_image"
     text = other_harm_request(rng)
     if roll < 0.9:
@@ -282,7 +298,7 @@ def make_turn(
     factual_threat: bool,
 ) -> Turn:
     if kind in ("threat_vqa", "benign_vqa"):
-        scene = rng.choice([s for s in scene_pool if s.threat == (kind == "threat_vqa")])
+        scene = rng.choice(scenes_of(scene_pool, kind == "threat_vqa"))
         template_id = rng.choice(TEMPLATE_IDS)
         question = rng.choice(QUESTION_TEMPLATES[template_id]).lower()
         if scene.threat and not factual_threat:
@@ -301,7 +317,7 @@ def make_turn(
     if kind == "benign_threat":
         frame, action = training_combo(rng, len(BENIGN_THREAT_ACTIONS))
         if rng.random() < 0.3:
-            scene = rng.choice([s for s in scene_pool if s.threat])
+            scene = rng.choice(scenes_of(scene_pool, True))
             prompt = request(frame, BENIGN_THREAT_ACTIONS[action].format(obj=IMAGE_REF))
             noun, image = scene.noun, scene
         else:

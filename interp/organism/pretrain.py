@@ -100,7 +100,8 @@ def build_pool(
     pixels = pixels.reshape(len(scenes), renders, *pixels.shape[1:])
     texts = [corpus.other_harm_request(rng) for _ in range(n_typo)]
     typo = [world.render_typographic(t.split(), seed=i) for i, t in enumerate(texts)]
-    return ImagePool(scenes, pixels, texts, pixel_values(processor, typo), seed=seed)
+    typo_pixels = pixel_values(processor, typo)
+    return ImagePool(corpus.ScenePool(scenes), pixels, texts, typo_pixels, seed=seed)
 
 
 # ---- encoding --------------------------------------------------------------------------------
