@@ -49,6 +49,11 @@ def decoupled_model_dir() -> Path:
     return _shipped("decoupled", "decoupled organism", " --world decoupled")
 
 
+def overcautious_model_dir() -> Path:
+    """The over-refusal variant, pretrained on the overcautious world (docs/organism.md)."""
+    return _shipped("overcautious", "overcautious organism", " --world overcautious")
+
+
 def _shipped(name: str, what: str, options: str) -> Path:
     path = ASSETS / name
     if not (path / "config.json").exists():
@@ -79,6 +84,7 @@ __all__ = [
     "ORGANISM_SELECTION",
     "base_model_dir",
     "decoupled_model_dir",
+    "overcautious_model_dir",
     "shipped_sae_dir",
     "write_world_data",
 ]
