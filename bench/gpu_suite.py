@@ -516,7 +516,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="the GPU (real sizes)")
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), help="architectures to run")
     parser.add_argument("--json", help="write every number to this JSON file")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (--tiny)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (--tiny)")
     default_site = "/tmp/benchvenv/lib/python3.11/site-packages"
     parser.add_argument(
         "--sparsify-site", default=default_site if os.path.isdir(default_site) else None,
