@@ -43,6 +43,7 @@ from interp.train.checkpoint import (
 )
 from interp.train.config import StepCallback, TrainConfig, step_monitors
 from interp.train.data import MicroBatches, answer_tokens, collate, load_examples, tokenize_examples
+from interp.train.distributed import check_launch
 from interp.train.model import answer_loss_sum, prepare_model, save_result
 from interp.train.outputs import finish_run, prepare_run_dir, train_manifest, world_size
 
@@ -57,6 +58,7 @@ def train(
     ``callback(step, vlm, total_steps)`` run on the main process before the first step of this
     call and after every optimizer step (``config.monitor`` adds the registered training monitor).
     """
+    check_launch()
     out = Path(config.out)
     manifest = train_manifest(config)
     state = None
