@@ -131,7 +131,7 @@ TINY = Sizes(
 # ---- models ----------------------------------------------------------------------------------
 def words(rng: random.Random, n: int) -> str:
     """``n`` pseudo-words from a small syllable alphabet (the corpus and the prompts)."""
-    syllables = ["ka", "lo", "mi", "ren", "to", "sha", "vu", "pel", "dor", "ix", "an", "qe"]
+    syllables = [c + v for c in "bdfghklmnprstvz" for v in "aeiou"]
     return " ".join(
         "".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(n)
     )
