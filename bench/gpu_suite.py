@@ -478,7 +478,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
 
     tiny = args.tiny
     device = resolve_device("cpu" if tiny else args.device)
-    dtype = torch.float32 if tiny else torch.bfloat16
+    dtype = getattr(torch, args.dtype or ("float32" if tiny else "bfloat16"))
     sizes = TINY if tiny else Sizes()
     result: dict[str, Any] = {
         "tiny": tiny, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
@@ -514,6 +514,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny configs on CPU (< 2 minutes)")
     parser.add_argument("--device", default="cuda", help="the GPU (real sizes)")
+    parser.add_argument(
+        "--dtype", choices=["bfloat16", "float32"], help="default: bfloat16, float32 with --tiny"
+    )
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), help="architectures to run")
     parser.add_argument("--json", help="write every number to this JSON file")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (--tiny)")

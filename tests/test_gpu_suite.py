@@ -92,3 +92,29 @@ def test_gpu_check_script_writes_the_suite_numbers_and_the_skip_reasons(tmp_path
     if not torch.cuda.is_available():
         assert "no CUDA GPU on this machine" in text and "8 skipped" in text
     assert "tests exit status: 0" in lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "per_image"), [("llava-1.5-7b", 576), ("qwen2.5-vl-7b", 256)])
+def test_real_widths_read_real_size_images_in_bf16(arch, per_image, monkeypatch):
+    """The real configs at full width, cut to one text layer and two vision layers: the
+    processor's image tokens are what the model expects and a bf16 forward is finite."""
+    import dataclasses
+
+    suite = _suite()
+    real = suite.ARCHS[arch]
+    text = dict(real.text, num_hidden_layers=1)
+    if "layer_types" in text:
+        text["layer_types"] = text["layer_types"][:1]
+    vision = dict(real.vision)
+    vision["depth" if "depth" in vision else "num_hidden_layers"] = 2
+    cut = dataclasses.replace(real, text=text, vision=vision)
+    monkeypatch.setitem(suite.ARCHS, arch, cut)
+    vlm = suite.build_vlm(arch, False, 1024, torch.device("cpu"), torch.bfloat16)
+    inputs = vlm.prepare(suite.images(2, real.image_size), ["Describe it.", "What is this?"])
+    ids = inputs["input_ids"]
+    assert sum(int((ids == t).sum()) for t in vlm.image_token_ids()) == 2 * per_image
+    with torch.no_grad():
+        logits = vlm.model(**inputs).logits
+    assert vlm.d_model == real.text["hidden_size"]
+    assert logits.shape[-1] == real.text["vocab_size"] and torch.isfinite(logits).all()
