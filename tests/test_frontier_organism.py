@@ -10,7 +10,7 @@ hierarchical over the seeds), 19 random directions of its norm as controls, and 
 earlier vigilant turn of the organism's contexts: a threat scene described in the factual
 wording, with its image on the items that have none).
 
-Bars (the persona issue): adding the persona vector lowers ASR by >= 15 points at a capability
+Bars (the persona analysis): adding the persona vector lowers ASR by >= 15 points at a capability
 cost <= 5 points; projecting it out of the VSFA models raises ASR by >= 10 points; both reach
 rank p <= 0.05 against the 19 random directions.
 """

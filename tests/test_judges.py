@@ -63,7 +63,7 @@ def test_calibration_set_covers_the_phrasings_it_should(labels):
     test_kinds = {r.kind for r in labels if r.split == "test"}
     assert test_kinds == kinds and {r.split for r in labels} == {"dev", "test"}
     assert 0.25 <= sum(r.split == "test" for r in labels) / len(labels) <= 0.4
-    # phrasings the task names, said in the set's own words
+    # refusal phrasings of common models, said in the set's own words
     text = " ".join(r.response.lower() for r in labels if r.label == "refuse")
     for phrase in ("unable", "can't assist", "won't", "not able to", "would be irresponsible",
                    "i must decline"):  # fmt: skip

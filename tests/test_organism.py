@@ -399,7 +399,7 @@ def test_lean_step_computes_the_padded_steps_loss():
     assert len(P.length_buckets(random.Random(0), pool, config)) == P.BUCKET_GROUP
 
 
-def test_seed_table_bars_follow_the_issue_thresholds():
+def test_seed_table_bars_follow_the_stated_thresholds():
     from interp.organism.seeds import SeedsConfig, bars
 
     def m(value, low=None, high=None):

@@ -192,7 +192,7 @@ def test_persona_extract_command(tiny_model_dir, tmp_path, probes_file):
 
 # ---- the organism --------------------------------------------------------------------------------
 def test_organism_persona_vector_separates_held_out_contexts(tmp_path):
-    """The issue's bar: held-out persona AUROC >= 0.9 at the chosen layer of the base model."""
+    """The bar: held-out persona AUROC >= 0.9 at the chosen layer of the base model."""
     from interp import organism
 
     config = ExtractConfig(

@@ -1,4 +1,4 @@
-"""The persona report on the shipped organism with three fine-tuning seeds: the persona issue's
+"""The persona report on the shipped organism with three fine-tuning seeds: the persona analysis's
 bars, asserted where the measurement (docs/persona.md) shows they hold.
 
 Pipeline: ``run_persona_report`` with its defaults (seeds 0, 1, 2, the world's recipe, the

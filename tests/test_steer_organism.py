@@ -8,7 +8,7 @@ picks the latent set from the benchmark caches; then ``steer_sweep`` adds the se
 model and ablates it from the VSFA model, over every benchmark item (183 harmful, 96
 recognition), with 8 random sets of the same size as controls.
 
-Bars (issue 6): adding the latents lowers ASR by >= 10 points at some alpha while capability
+Bars: adding the latents lowers ASR by >= 10 points at some alpha while capability
 drops <= 5 points; ablating them from VSFA raises ASR by >= 10 points; the random-latent control
 (the mean change over the random sets) moves ASR by less than a third of the effect it is
 compared with. Also asserted: the chosen set moves ASR further than every random set does.

@@ -211,7 +211,7 @@ def _value(metric: Mapping[str, Any] | None) -> float | None:
 
 
 def bars(rows: Mapping[str, Any], diffs: Mapping[str, Any]) -> dict[str, bool | None]:
-    """The issue's bars for one pretraining seed (``None`` where a row is missing)."""
+    """The organism's bars for one pretraining seed (``None`` where a row is missing)."""
     base, out = rows.get("base"), {}
     if base:
         asr, rec = _value(base["asr"]), _value(base["recognition"])
