@@ -29,10 +29,11 @@ class EvalConfig:
     adapter: str | None = None
     """PEFT adapter or training run folder"""
     judge: str = "keyword"
-    """keyword, keyword:FILE (one refusal phrase per line), llm:PATH (a local judge model) or
-    another registered judge's name"""
+    """keyword, keyword:gcg-vlguard (the older phrase list), keyword:FILE (one refusal phrase per
+    line), llm:PATH[#TEMPLATE] (a local judge model) or another registered judge's name"""
     judge_template: str | None = None
-    """prompt template file for the llm judge"""
+    """the llm judge's prompt template: a shipped name (vsfa, llama-guard, guard-prompt, mmsafety,
+    figstep, xstest) or a template file"""
     judge_max_new_tokens: int = 48
     """tokens the llm judge writes per verdict"""
     judge_use_image: bool = True
