@@ -110,7 +110,10 @@ def test_projecting_the_persona_vector_out_makes_the_vsfa_model_less_safe(fronti
 
 
 def test_the_frontier_states_its_items_and_controls(frontier_result):
-    assert len(frontier_result["eval_items"]) == 407 and frontier_result["n_random"] == N_RANDOM
+    from interp.data.benchmarks import load_benchmark
+
+    n_items = len(load_benchmark("organism", None))
+    assert len(frontier_result["eval_items"]) == n_items and frontier_result["n_random"] == N_RANDOM
     assert not set(frontier_result["eval_items"]) & set(frontier_result["selection_items"])
     prompting = frontier_result["methods"]["prompting"]
     assert len(prompting["points"]) == 1 and prompting["random_rank_p"] is None

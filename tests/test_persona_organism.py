@@ -66,7 +66,10 @@ def test_the_persona_vector_separates_the_cues_on_held_out_probes(report):
 def test_selection_never_sees_the_items_that_score_it(report):
     assert not set(report["selection_items"]) & set(report["eval_items"])
     assert not set(report["selection_items"]) & set(report["heldout_probe_ids"])
-    assert len(report["eval_items"]) == 407 and report["n_random"] == 19
+    from interp.data.benchmarks import load_benchmark
+
+    n_items = len(load_benchmark("organism", None))
+    assert len(report["eval_items"]) == n_items and report["n_random"] == 19
 
 
 def test_adding_the_persona_vector_makes_the_base_safer_beyond_random_directions(report):
