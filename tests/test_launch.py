@@ -13,7 +13,7 @@ import pytest
 
 from interp.errors import VSFAError
 from interp.models.tiny import tiny_image
-from interp.train.distributed import check_launch
+from interp.parallel import check_launch
 
 ACCELERATE_ONE = {"ACCELERATE_USE_CPU": "True", "ACCELERATE_MIXED_PRECISION": "no"}
 

@@ -33,6 +33,7 @@ from interp.artifacts import (
 )
 from interp.errors import VSFAError, warn
 from interp.locks import folder_lock
+from interp.parallel import check_launch
 from interp.threads import cpu_threads
 from interp.train.checkpoint import (
     CHECKPOINTS,
@@ -43,7 +44,6 @@ from interp.train.checkpoint import (
 )
 from interp.train.config import StepCallback, TrainConfig, step_monitors
 from interp.train.data import MicroBatches, answer_tokens, collate, load_examples, tokenize_examples
-from interp.train.distributed import check_launch
 from interp.train.model import answer_loss_sum, prepare_model, save_result
 from interp.train.outputs import finish_run, prepare_run_dir, train_manifest, world_size
 
