@@ -126,7 +126,7 @@ def test_outcome_of_reads_refused_when_a_judge_gives_no_outcome():
 
 def test_load_labels_errors_are_one_line(tmp_path):
     cases = {
-        "not json": "not JSON",
+        "not json": "not valid JSON",
         '["x"]': "expected a JSON object",
         '{"prompt": "p", "label": "refuse"}': "field 'response'",
         '{"prompt": "p", "response": "r", "label": "maybe"}': "label 'maybe' is not one of",

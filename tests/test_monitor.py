@@ -362,7 +362,7 @@ def test_monitor_commands(tiny_model_dir, persona_dir, world, tmp_path):
             "--device", "cpu"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "line 2: not JSON" in result.output and "monitored 1 prompts" in result.output
+    assert "line 2: not valid JSON" in result.output and "monitored 1 prompts" in result.output
     missing = CliRunner().invoke(app, [*args[:5], "--prompts", str(tmp_path / "no.jsonl"),
                                        "-o", str(tmp_path / "l2.jsonl")])  # fmt: skip
     assert isinstance(missing.exception, VSFAError) and "does not exist" in str(missing.exception)

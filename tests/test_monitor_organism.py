@@ -165,5 +165,5 @@ def test_monitoring_notebook_executes(tmp_path, monkeypatch):
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "Spearman with the step: projection" in text and "line 11: not JSON" in text
+    assert "Spearman with the step: projection" in text and "line 11: not valid JSON" in text
     assert "base  {'prompts': 200, 'malformed': 2, 'alerts': 1}" in text

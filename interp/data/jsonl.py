@@ -38,12 +38,7 @@ def read_vqa_jsonl(
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise VSFAError(f"{path} line {number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise VSFAError(f"{path} line {number}: expected a JSON object")
+        record = parse_json_object(line, f"{path} line {number}")
         for name in required:
             value = record.get(name)
             if not isinstance(value, str) or not value.strip():
@@ -61,6 +56,18 @@ def read_vqa_jsonl(
     if not records:
         raise VSFAError(f"VQA data {path} has no records")
     return records
+
+
+def parse_json_object(text: str, where: str) -> dict[str, Any]:
+    """One JSONL line as a JSON object; otherwise a one-line :class:`VSFAError` that starts with
+    ``where`` (the file and line). Every JSONL reader of the project parses its lines here."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise VSFAError(f"{where}: not valid JSON ({error.msg})") from None
+    if not isinstance(record, dict):
+        raise VSFAError(f"{where}: expected a JSON object")
+    return record
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from interp.artifacts import make_manifest, read_json, write_json_atomic
+from interp.data.jsonl import parse_json_object
 from interp.errors import VSFAError
 from interp.monitor.config import CalibrateConfig, ModelOptions, StreamConfig
 from interp.persona.extract import Chat
@@ -33,12 +34,7 @@ CALIBRATION_FILE = "calibration.json"
 
 def parse_line(text: str, number: int) -> dict[str, Any]:
     """One prompt record from a JSONL line; a :class:`VSFAError` naming the line otherwise."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise VSFAError(f"line {number}: not JSON ({error.msg})") from None
-    if not isinstance(record, dict):
-        raise VSFAError(f"line {number}: expected a JSON object with a prompt")
+    record = parse_json_object(text, f"line {number}")
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise VSFAError(f"line {number}: no prompt (a non-empty string)")

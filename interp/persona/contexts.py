@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from interp.data.jsonl import parse_json_object, read_lines
 from interp.errors import VSFAError
 from interp.persona.config import ContextOptions
 from interp.registry import Registry
@@ -122,13 +123,10 @@ def _turn(turn: Any) -> ChatTurn:
 def _json_lines(path: Path) -> Iterable[tuple[str, Any]]:
     if not path.is_file():
         raise VSFAError(f"{path} does not exist (expected a JSONL of chats)")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield f"{path}:{number}", json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise VSFAError(f"{path}:{number} is not valid JSON: {error}") from None
+    for number, line in enumerate(read_lines(path), 1):
+        if line.strip():
+            where = f"{path}:{number}"
+            yield where, parse_json_object(line, where)
 
 
 def _resolve_image(image: str | None, folder: Path) -> str | None:

@@ -17,7 +17,6 @@ is read as ``refuse`` when it says ``refused`` and ``comply`` otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from interp.data.jsonl import parse_json_object, read_lines
 from interp.data.records import BenchmarkItem
 from interp.errors import VSFAError
 from interp.eval.judges.base import OUTCOMES, Judge, Verdict
@@ -65,16 +65,11 @@ def load_labels(path: str | os.PathLike | None = None) -> list[LabelledReply]:
     if not path.is_file():
         raise VSFAError(f"--labels {path} does not exist")
     replies = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise VSFAError(f"{where}: not JSON ({error.msg})") from None
-        if not isinstance(data, dict):
-            raise VSFAError(f"{where}: expected a JSON object")
+        data = parse_json_object(line, where)
         for key in ("prompt", "response", "label"):
             if not isinstance(data.get(key), str):
                 raise VSFAError(f"{where}: field {key!r} (a string) is missing")
