@@ -8,6 +8,10 @@ checkpoint folder is written under a temporary name and renamed once, so a kill 
 previous checkpoint or the new one, never one file of each; the two newest are kept. A
 checkpoint that fails to read back (truncated, edited, its hash wrong) is reported in one line
 and the previous one is used. The folder is removed once the SAE is saved.
+
+With several processes rank 0 writes the checkpoints and chooses the one to resume from; every
+rank restores that same folder (:func:`read_checkpoint_folder`). A checkpoint holds the global
+state only (the data stream is the same on every rank), so it resumes under any process count.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.artifacts import atomic_dir, file_sha256, write_json_atomic
-from interp.errors import warn
+from interp.errors import VSFAError, warn
 
 FOLDER = "checkpoint"
 KEEP = 2
@@ -94,6 +98,17 @@ def _read(folder: Path, device: torch.device | str) -> Checkpoint:
     if "fired_ago" not in tensors:
         raise ValueError(f"{TENSORS} lacks fired_ago")
     return Checkpoint(int(state["step"]), list(state["history"]), tensors, state, folder)
+
+
+def read_checkpoint_folder(folder: Path, device: torch.device | str) -> Checkpoint:
+    """The checkpoint in ``folder`` (one ``step_N``), as another rank chose it; raises a one-line
+    :class:`VSFAError` when it cannot be read."""
+    try:
+        return _read(folder, device)
+    except Exception as error:  # noqa: BLE001 - json, safetensors and OS errors alike
+        raise VSFAError(
+            f"SAE checkpoint {folder} is unreadable ({type(error).__name__}: {error})"
+        ) from None
 
 
 def read_checkpoint(out: Path, device: torch.device | str) -> Checkpoint | None:

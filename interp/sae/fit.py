@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from interp.errors import VSFAError
 from interp.sae.checkpoint import Checkpoint, save_checkpoint
 from interp.sae.config import SAETrainConfig
+from interp.sae.distributed import DataParallel
 from interp.sae.fast import fast_training_step, supports_fast_step
 
 
@@ -157,6 +158,7 @@ def fit(
     out: Path,
     resume: Checkpoint | None = None,
     record: Callable[[int], dict[str, Any]] | None = None,
+    parallel: DataParallel | None = None,
 ) -> FitResult:
     """Train ``sae`` for ``total_steps`` steps on ``batches`` (``[batch, d_in]`` tensors).
 
@@ -165,6 +167,10 @@ def fit(
     the remaining steps' batches). ``record(step)`` gives more facts to store in a checkpoint
     written after ``step`` steps (the settings, the data stream's position). The SAE is left in
     eval mode.
+
+    ``parallel`` (several processes): ``batches`` are the global batches, each rank trains on
+    its share and the gradients, dead-latent counters and logged numbers are reduced over ranks
+    (:mod:`interp.sae.distributed`); only rank 0 writes checkpoints and logs.
     """
     step_fn: StepFn = fast_step if config.fast_step and supports_fast_step(sae) else sae_lens_step
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr)
@@ -181,19 +187,33 @@ def fit(
                 scheduler.step()
                 for coefficient in coefficients.values():
                     coefficient.step()
-    logger = _Logger(config.log, out, asdict(config))
+    main = parallel is None or parallel.ranks.is_main
+    if parallel is not None:
+        parallel.broadcast_parameters(sae)
+    logger = _Logger(config.log if main else "none", out, asdict(config))
     log_every = max(1, total_steps // 100)
     progress = tqdm(
-        total=total_steps, initial=start_step, desc=f"sae {config.arch}", disable=config.quiet
+        total=total_steps,
+        initial=start_step,
+        desc=f"sae {config.arch}",
+        disable=config.quiet or not main,
     )
     started = time.time()
     sae.train()
     for step in range(start_step, total_steps):
-        x = next(batches)
-        result = step_fn(sae, x, fired_ago > config.dead_feature_window, coefficients, step)
+        x, weight = next(batches), 1.0
+        if parallel is not None:
+            x, weight = parallel.local(x)
+        dead = fired_ago > config.dead_feature_window
+        result = step_fn(sae, x, dead, coefficients, step) if x.shape[0] else None
+        fired = result.fired if result is not None else torch.zeros_like(dead)
+        if result is not None:
+            (result.loss * weight if parallel is not None else result.loss).backward()
+        if parallel is not None:
+            parallel.all_reduce_gradients(sae)
+            fired = parallel.fired_anywhere(fired)
         fired_ago += 1
-        fired_ago[result.fired] = 0
-        result.loss.backward()
+        fired_ago[fired] = 0
         torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -201,16 +221,26 @@ def fit(
         for coefficient in coefficients.values():
             coefficient.step()
         if step % log_every == 0 or step == total_steps - 1:
-            entry = _log_entry(step, result, x)
+            if parallel is None:
+                entry = _log_entry(step, result, x)
+            else:
+                entry = parallel.log_entry(step, result, x, weight)
             history.append(entry)
             logger.log(step, entry)
             progress.set_postfix(
-                loss=f"{entry['loss']:.4g}", fvu=f"{entry['fvu']:.3f}", l0=f"{result.l0:.1f}"
+                loss=f"{entry['loss']:.4g}", fvu=f"{entry['fvu']:.3f}", l0=f"{entry['l0']:.1f}"
             )
         progress.update(1)
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-            state = {"step": step + 1, "history": history, "fired_ago": fired_ago.clone()}
-            save_checkpoint(out, sae, optimizer, {**(record(step + 1) if record else {}), **state})
+            if parallel is not None:
+                parallel.check_replicas(sae)
+            if main:
+                state = {"step": step + 1, "history": history, "fired_ago": fired_ago.clone()}
+                save_checkpoint(
+                    out, sae, optimizer, {**(record(step + 1) if record else {}), **state}
+                )
+    if parallel is not None:
+        parallel.check_replicas(sae)
     progress.close()
     logger.close()
     seconds = time.time() - started
