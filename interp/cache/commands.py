@@ -13,8 +13,19 @@ def cache_command(config: CacheConfig) -> None:
     """Run prompts through a model and write residual activations (sharded safetensors)."""
     from interp.cache.run import cache_activations
     from interp.cache.store import ActivationStore
+    from interp.errors import VSFAError
+    from interp.parallel import current_ranks
 
-    store = ActivationStore(cache_activations(config))
+    main = current_ranks().is_main
+    try:
+        out = cache_activations(config)
+    except VSFAError:
+        if main:
+            raise
+        raise typer.Exit(2) from None  # every rank stops; rank 0 says why, once
+    if not main:
+        return  # rank 0 reports the folder all ranks wrote
+    store = ActivationStore(out)
     hooks = ", ".join(store.hook_names)
     typer.echo(f"{store.path}: {len(store)} rows x {store.d_model} for {hooks}")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from interp.errors import VSFAError
+from interp.models.placement import check_placement
 
 Positions = Literal["all", "decision", "last", "response", "image", "text"]
 StorageDtype = Literal["float32", "bfloat16", "float16"]
@@ -47,12 +48,21 @@ class CacheConfig:
     """cpu, cuda or auto"""
     model_dtype: str = "auto"
     """dtype the model runs in (auto: bfloat16 on a GPU, float32 on the CPU)"""
+    device_map: str | None = None
+    """place the model over devices instead of moving it to --device: auto (GPUs, then CPU,
+    then disk), balanced, sequential, one device, MODULE=DEVICE,... or a .json map"""
+    max_memory: str | None = None
+    """per-device caps for --device-map auto, e.g. 0=20GiB,cpu=60GiB (what does not fit is
+    offloaded to disk)"""
     limit: int | None = None
     """cache only the first N prompts"""
     system: str | None = None
     """system prompt"""
     quiet: bool = False
     """no progress bar"""
+    overwrite: bool = False
+    """replace a cache this run cannot continue (made with other options, or unfinished with
+    another number of processes)"""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,3 +84,4 @@ class CacheConfig:
             raise VSFAError("--limit must be at least 1")
         if not self.hooks:
             raise VSFAError("--hooks: give at least one hook name")
+        check_placement(self.device_map, self.max_memory)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ from interp.artifacts import (
 )
 from interp.cache.config import CacheConfig
 from interp.cache.prompts import CachePrompt, load_prompts
+from interp.cache.ranks import (
+    RANKS,
+    batch_starts,
+    merge_ranks,
+    rank_folder,
+    rank_manifest,
+    rank_slices,
+    same_slice,
+)
 from interp.cache.store import (
     CACHE_DTYPES,
     PART_IMAGE,
@@ -44,6 +54,7 @@ from interp.fingerprint import Fingerprints, known_stats, model_inputs
 from interp.hooks.native import run_with_cache
 from interp.hooks.points import hook_point
 from interp.models.vlm import VLM
+from interp.parallel import Ranks, barrier, broadcast_object, process_group
 
 
 # ---- token bookkeeping ---------------------------------------------------------------------------
@@ -118,7 +129,8 @@ def _inputs(vlm: VLM, prompts: list[CachePrompt], prints: Fingerprints) -> dict[
 def _manifest_for(
     vlm: VLM, config: CacheConfig, prompts: list[CachePrompt], prints: Fingerprints
 ) -> dict[str, Any]:
-    hashed = {k: v for k, v in asdict(config).items() if k not in ("quiet", "out", "device")}
+    skipped = ("quiet", "out", "device", "device_map", "max_memory", "overwrite")
+    hashed = {k: v for k, v in asdict(config).items() if k not in skipped}
     hashed["positions"] = config.position_set  # an alias caches the same rows
     hashed["prompt_ids"] = [p.id for p in prompts]
     manifest = new_manifest(
@@ -132,8 +144,12 @@ def _manifest_for(
     return manifest
 
 
-def _existing_state(out: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The manifest to continue from, or None to start fresh; errors on a foreign folder."""
+def _existing_state(
+    out: Path, manifest: dict[str, Any], world_size: int = 1, overwrite: bool = False
+) -> dict[str, Any] | None:
+    """The manifest to continue from, or None to start fresh; errors on a foreign folder, on a
+    cache made with other options and on an unfinished cache of another number of processes
+    (``overwrite`` starts those two again)."""
     path = out / MANIFEST
     if not path.exists():
         return None
@@ -141,6 +157,8 @@ def _existing_state(out: Path, manifest: dict[str, Any]) -> dict[str, Any] | Non
     if existing.get("stage") != "cache":
         raise VSFAError(f"{path} is not an activation-cache manifest; choose another --out")
     if manifest_key(existing) != manifest_key(manifest):
+        if overwrite:
+            return None
         if existing.get("config") == manifest["config"]:
             print(
                 f"{out}: the model, adapter, prompts or images changed since it was cached; "
@@ -151,19 +169,36 @@ def _existing_state(out: Path, manifest: dict[str, Any]) -> dict[str, Any] | Non
         raise VSFAError(
             f"{out} already holds activations made differently (model {existing.get('model')!r}, "
             f"hooks {existing.get('hook_names')}, positions {existing.get('positions')!r}); "
-            "delete it or choose another --out"
+            "pass --overwrite to replace it, delete it or choose another --out"
         )
     for shard in existing["shards"]:
         if not (out / shard["file"]).exists():
             return None  # a shard vanished: start over rather than guess
-    return existing
+    before = int(existing.get("world_size", 1))
+    if not existing.get("complete") and before != world_size and not overwrite:
+        raise VSFAError(
+            f"{out} holds an unfinished cache of {before} process(es), this run has "
+            f"{world_size}; finish it with as many (torchrun --nproc_per_node {before}) or pass "
+            "--overwrite to start again"
+        )
+    return existing if existing.get("complete") or before == world_size else None
+
+
+def _clear(out: Path) -> None:
+    """Remove an activation folder's outputs (the manifest is rewritten next)."""
+    for name in ("shards", RANKS):
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+    for name in ("tokens.safetensors", "prompts.jsonl"):
+        (out / name).unlink(missing_ok=True)
 
 
 # ---- the cache stage ---------------------------------------------------------------------------
 def cache_activations_for(
     vlm: VLM, prompts: Sequence[CachePrompt] | str, config: CacheConfig
 ) -> Path:
-    """Cache activations of an already loaded VLM (see :class:`CacheConfig`)."""
+    """Cache activations of an already loaded VLM (see :class:`CacheConfig`). Under
+    ``torchrun`` every process caches its share of the batches (:mod:`interp.cache.ranks`)."""
     config.validate()
     for name in config.hooks:
         hook_point(vlm, name)  # raises HookNameError naming the hook and the valid range
@@ -171,22 +206,94 @@ def cache_activations_for(
         load_prompts(prompts, limit=config.limit) if isinstance(prompts, str) else prompts
     )[: config.limit]
     out = Path(config.out)
-    with stage_folder(out, ("shards",)):
-        prints = Fingerprints(known_stats(out / MANIFEST))
-        manifest = _manifest_for(vlm, config, prompt_list, prints)
-        existing = _existing_state(out, manifest)
-        if existing is not None and existing.get("complete"):
-            return out
-        if existing is None:
-            if (out / "shards").exists():
-                shutil.rmtree(out / "shards")
-            for name in ("tokens.safetensors", "prompts.jsonl"):
-                (out / name).unlink(missing_ok=True)
-            write_json_atomic(out / MANIFEST, manifest)
-        else:
-            manifest = existing
-        _cache(vlm, prompt_list, config, out, manifest)
+    with process_group(str(vlm.device), command="cache") as ranks:
+        if ranks.distributed:
+            return _cache_ranks(vlm, prompt_list, config, ranks)
+        with stage_folder(out, ("shards",)):
+            prints = Fingerprints(known_stats(out / MANIFEST))
+            manifest = _manifest_for(vlm, config, prompt_list, prints)
+            existing = _existing_state(out, manifest, overwrite=config.overwrite)
+            if existing is not None and existing.get("complete"):
+                return out
+            if existing is None:
+                _clear(out)
+                write_json_atomic(out / MANIFEST, manifest)
+            else:
+                manifest = existing
+            _cache(vlm, prompt_list, config, out, manifest)
     return out
+
+
+def _batches(n_prompts: int, batch_size: int) -> list[list[int]]:
+    """The prompt indices of each batch (the same batches, hence padding, on every launch)."""
+    return [
+        list(range(start, min(start + batch_size, n_prompts)))
+        for start in batch_starts(n_prompts, batch_size)
+    ]
+
+
+def _cache_ranks(
+    vlm: VLM, prompt_list: list[CachePrompt], config: CacheConfig, ranks: Ranks
+) -> Path:
+    """One process of a multi-process run: rank 0 decides (under the folder's lock, held to
+    the end) whether to finish, continue or start the folder; every rank caches its slice into
+    its own folder; rank 0 writes the folder's manifest once all are done."""
+    out = Path(config.out)
+    slices = rank_slices(len(prompt_list), config.batch_size, ranks.world_size)
+    with ExitStack() as held:
+        plan: dict[str, Any] = {}
+        if ranks.is_main:
+            try:
+                held.enter_context(stage_folder(out, ("shards",)))
+                prints = Fingerprints(known_stats(out / MANIFEST))
+                manifest = _manifest_for(vlm, config, prompt_list, prints)
+                existing = _existing_state(out, manifest, ranks.world_size, config.overwrite)
+                if existing is None:
+                    _clear(out)
+                    write_json_atomic(out / MANIFEST, {**manifest, "world_size": ranks.world_size,
+                                                       "ranks": slices})  # fmt: skip
+                plan = {"done": bool(existing and existing.get("complete")), "manifest": manifest}
+            except VSFAError as error:
+                plan = {"error": str(error)}
+        plan = broadcast_object(plan, ranks)
+        if "error" in plan:
+            raise VSFAError(plan["error"])
+        if not plan["done"]:
+            _cache_rank(vlm, prompt_list, config, plan["manifest"], slices[ranks.rank], ranks)
+            barrier(ranks)
+            if ranks.is_main:
+                merge_ranks(out, plan["manifest"], slices)
+        barrier(ranks)  # no rank returns before the folder is complete
+    return out
+
+
+def _cache_rank(
+    vlm: VLM,
+    prompt_list: list[CachePrompt],
+    config: CacheConfig,
+    manifest: dict[str, Any],
+    part: dict[str, Any],
+    ranks: Ranks,
+) -> None:
+    """Cache this rank's slice into its folder, continuing what an earlier run left there."""
+    folder = Path(config.out) / rank_folder(ranks.rank)
+    wanted = rank_manifest(manifest, ranks.world_size, part)
+    with stage_folder(folder, ("shards",)):
+        existing = None
+        if (folder / MANIFEST).exists():
+            existing = read_json(folder / MANIFEST)
+            shards_there = all((folder / s["file"]).exists() for s in existing.get("shards", []))
+            same = manifest_key(existing) == manifest_key(wanted) and same_slice(existing, wanted)
+            if not (same and shards_there):
+                existing = None
+        if existing is not None and existing.get("complete"):
+            return
+        if existing is None:
+            _clear(folder)
+            write_json_atomic(folder / MANIFEST, wanted)
+        first, stop = part["batches"]
+        batches = _batches(len(prompt_list), config.batch_size)[first:stop]
+        _cache(vlm, prompt_list, config, folder, existing or wanted, batches, rank=ranks.rank)
 
 
 def _cache(
@@ -195,20 +302,22 @@ def _cache(
     config: CacheConfig,
     out: Path,
     manifest: dict[str, Any],
+    batches: list[list[int]] | None = None,
+    rank: int | None = None,
 ) -> None:
-    """Run the prompts from the manifest's resume point and finish the folder (locked)."""
+    """Run ``batches`` (default: all the prompts') from the manifest's resume point and finish
+    the folder (locked); ``rank`` names the process in the progress bar."""
     from interp.images import open_image
 
     resume_batch = int(manifest["resume"]["batch"])
     skip_rows = int(manifest["resume"]["skip_rows"])
 
     writer = ShardWriter(out, manifest, list(config.hooks), CACHE_DTYPES[config.dtype])
-    batches = [
-        list(range(start, min(start + config.batch_size, len(prompt_list))))
-        for start in range(0, len(prompt_list), config.batch_size)
-    ]
+    if batches is None:
+        batches = _batches(len(prompt_list), config.batch_size)
     token_ids: dict[int, list[int]] = {}
-    progress = tqdm(total=len(batches), desc="cache", unit="batch", disable=config.quiet)
+    desc = "cache" if rank is None else f"cache r{rank}"
+    progress = tqdm(total=len(batches), desc=desc, unit="batch", disable=config.quiet)
     for batch_index, indices in enumerate(batches):
         batch = [prompt_list[i] for i in indices]
         images = [open_image(p.image) if p.image else None for p in batch]
@@ -245,16 +354,27 @@ def _cache(
         progress.update(1)
     progress.close()
     writer.flush((len(batches), 0))
-    finalize(out, manifest, prompt_list, token_ids)
+    first = batches[0][0] if batches else 0
+    last = batches[-1][-1] + 1 if batches else 0
+    finalize(out, manifest, prompt_list[first:last], token_ids, first_index=first)
 
 
 def cache_activations(config: CacheConfig) -> Path:
-    """Load the model named in ``config`` and cache its activations; returns the folder."""
+    """Load the model named in ``config`` and cache its activations; returns the folder. Under
+    ``torchrun`` the process joins its group first (on GPUs: its own device, then the model)."""
+    from interp.models.loading import resolve_device
+
+    with process_group(str(resolve_device(config.device)), command="cache"):
+        return _load_and_cache(config)
+
+
+def _load_and_cache(config: CacheConfig) -> Path:
     from interp.models import load_vlm
 
     config.validate()
     prompts = load_prompts(config.prompts, limit=config.limit)
     vlm = load_vlm(
-        config.model, adapter=config.adapter, device=config.device, dtype=config.model_dtype
-    )
+        config.model, adapter=config.adapter, device=config.device, dtype=config.model_dtype,
+        device_map=config.device_map, max_memory=config.max_memory,
+    )  # fmt: skip
     return cache_activations_for(vlm, prompts, config)

@@ -150,8 +150,10 @@ def finalize(
     manifest: dict[str, Any],
     prompts: Sequence[CachePrompt],
     token_ids: dict[int, list[int]],
+    first_index: int = 0,
 ) -> None:
-    """Merge the shards' token columns, write ``prompts.jsonl`` and mark the folder complete."""
+    """Merge the shards' token columns, write ``prompts.jsonl`` and mark the folder complete
+    (``prompts`` are those from index ``first_index`` on; ``token_ids`` is keyed by index)."""
     columns: dict[str, list[torch.Tensor]] = {col: [] for col in TOKEN_COLUMNS}
     for index in range(len(manifest["shards"])):
         shard_cols = load_file(str(out / _tokens_shard_name(index)))
@@ -164,7 +166,7 @@ def finalize(
     with atomic_path(out / "tokens.safetensors") as tmp:
         save_file(merged, str(tmp))
     lines = []
-    for index, prompt in enumerate(prompts):
+    for index, prompt in enumerate(prompts, start=first_index):
         record = {"index": index, **asdict(prompt), "token_ids": token_ids.get(index, [])}
         lines.append(json.dumps(record))
     write_text_atomic(out / "prompts.jsonl", "\n".join(lines) + "\n")
