@@ -31,19 +31,19 @@ def eval_command(
 ) -> None:
     """Generate, judge and score a model on local benchmark copies (resumes after a crash)."""
     from interp.data.benchmarks import load_benchmarks
-    from interp.eval.run import evaluate, resolve_defense
+    from interp.eval.run import resolve_defense
     from interp.eval.table import format_metric
-    from interp.models import load_vlm
+    from interp.models.loading import resolve_device
+    from interp.parallel import process_group
 
     items = load_benchmarks(bench, config.per_category, config.subsample_seed)
     defense_name, _ = resolve_defense(config.defense)
     judge = config.make_judge()
-    vlm = load_vlm(config.model, device=config.device, dtype=config.dtype, adapter=config.adapter)
-    metrics = evaluate(
-        vlm, items, config.out, judge=judge, generation=config.generation(),
-        defense=config.defense, label=config.label(defense_name), system=config.system,
-        n_boot=config.n_boot, force=config.force, overwrite=config.overwrite, quiet=config.quiet,
-    )  # fmt: skip
+    # under torchrun: join the group (each rank on its own GPU) before the model loads
+    with process_group(str(resolve_device(config.device)), command="eval") as ranks:
+        metrics = _load_and_evaluate(config, items, judge, defense_name)
+    if not ranks.is_main:
+        return
     summary = metrics["summary"]
     typer.echo(
         f"wrote {config.out}/metrics.json ({len(items)} items, judge {metrics['judge']['name']})"
@@ -53,6 +53,25 @@ def eval_command(
         typer.echo(f"{name:13s} {format_metric(summary.get(name), percent)}")
     if summary.get("skipped"):
         typer.echo(f"skipped       {summary['skipped']} item(s) (see judged.jsonl 'reason')")
+
+
+def _load_and_evaluate(
+    config: EvalConfig, items: list, judge: object, defense_name: str | None
+) -> dict:
+    """Load the model and evaluate it (inside the launch's process group)."""
+    from interp.eval.run import evaluate
+    from interp.models import load_vlm
+
+    vlm = load_vlm(
+        config.model, device=config.device, dtype=config.dtype, adapter=config.adapter,
+        device_map=config.device_map, max_memory=config.max_memory,
+    )  # fmt: skip
+    metrics = evaluate(
+        vlm, items, config.out, judge=judge, generation=config.generation(),
+        defense=config.defense, label=config.label(defense_name), system=config.system,
+        n_boot=config.n_boot, force=config.force, overwrite=config.overwrite, quiet=config.quiet,
+    )  # fmt: skip
+    return metrics
 
 
 def compare_command(

@@ -41,6 +41,8 @@ from interp.errors import VSFAError
 from interp.locks import folder_lock
 
 HookFactory = Callable[[], AbstractContextManager]
+Pair = tuple[BenchmarkItem, int]
+"""One (item, sample index) to generate."""
 
 
 @dataclass
@@ -153,9 +155,12 @@ def _at(data: Any, dotted: str) -> Any:
     return data
 
 
-def _check_setup(
+def check_setup(
     out_path: Path, fingerprint: dict[str, Any], overwrite: bool, quiet: bool = False
 ) -> None:
+    """Refuse to resume ``out_path`` made from another setup (one line naming what changed);
+    start it again when only the model's or images' content changed, or on ``overwrite``;
+    then record ``fingerprint`` in its ``.meta.json``."""
     meta = meta_path(out_path)
     key = json_sha256(fingerprint)
     if out_path.exists() and meta.exists() and not overwrite:
@@ -284,18 +289,51 @@ def content_inputs(vlm: Any, prints: Any = None) -> dict[str, str | None]:
     return model_inputs(prints or Fingerprints(), vlm.name_or_path, adapter)
 
 
-def _batches(
-    pairs: list[tuple[BenchmarkItem, int]], done: dict[tuple[str, int], Any], config: Any
-) -> list[list[tuple[BenchmarkItem, int]]]:
-    """The batches still to generate. Greedy: the missing pairs in order, ``batch_size`` at a
-    time. Sampled: every batch of the full pair list with a pair missing, whole (its seed and
-    its draws depend on all its rows)."""
+def grid(pairs: Sequence[Pair], config: Any) -> list[list[Pair]]:
+    """The full pair list cut into ``batch_size`` batches (a sampled batch's seed and draws
+    depend on all its rows, so these boundaries never move)."""
     size = config.batch_size
+    return [list(pairs[i : i + size]) for i in range(0, len(pairs), size)]
+
+
+def _batches(pairs: list[Pair], done: dict[tuple[str, int], Any], config: Any) -> list[list[Pair]]:
+    """The batches still to generate. Greedy: the missing pairs in order, ``batch_size`` at a
+    time. Sampled: every batch of the full pair list with a pair missing, whole."""
     if not config.do_sample:
+        size = config.batch_size
         pending = [(item, s) for item, s in pairs if (item.key, s) not in done]
         return [pending[i : i + size] for i in range(0, len(pending), size)]
-    grid = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-    return [b for b in grid if any((item.key, s) not in done for item, s in b)]
+    return [b for b in grid(pairs, config) if any((item.key, s) not in done for item, s in b)]
+
+
+def setup_fingerprint(
+    vlm: Any,
+    config: GenerationConfig,
+    *,
+    system: str | None,
+    suffix: str | None,
+    hooks: Sequence[HookFactory],
+    fingerprint_extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What decides the responses of a generations file (kept in its ``.meta.json``)."""
+    return {
+        "model": vlm.name_or_path,
+        "adapter": vlm.adapter_path,
+        "generation": config.fingerprint(),
+        "system": system,
+        "suffix": suffix,
+        "hooks": len(hooks),
+        "inputs": content_inputs(vlm),
+        **(fingerprint_extra or {}),
+    }
+
+
+def item_pairs(items: Sequence[BenchmarkItem], config: GenerationConfig) -> list[Pair]:
+    """Every (item, sample) to generate, in file order; duplicate item keys are refused."""
+    keys = [item.key for item in items]
+    if len(set(keys)) != len(keys):
+        raise VSFAError("benchmark items have duplicate keys; each benchmark/id must be unique")
+    return [(item, s) for item in items for s in range(config.samples_per_item)]
 
 
 def _generate(
@@ -311,30 +349,40 @@ def _generate(
     overwrite: bool,
     fingerprint_extra: dict[str, Any] | None,
 ) -> list[dict[str, Any]]:
-    from interp.images import open_image
-
-    fingerprint = {
-        "model": vlm.name_or_path,
-        "adapter": vlm.adapter_path,
-        "generation": config.fingerprint(),
-        "system": system,
-        "suffix": suffix,
-        "hooks": len(hooks),
-        "inputs": content_inputs(vlm),
-        **(fingerprint_extra or {}),
-    }
-    _check_setup(out, fingerprint, overwrite, quiet)
+    fingerprint = setup_fingerprint(
+        vlm, config, system=system, suffix=suffix, hooks=hooks, fingerprint_extra=fingerprint_extra
+    )
+    check_setup(out, fingerprint, overwrite, quiet)
     done = {(r["key"], r["sample"]): r for r in read_generations(out)}
-    pairs = [(item, s) for item in items for s in range(config.samples_per_item)]
-    keys = [item.key for item in items]
-    if len(set(keys)) != len(keys):
-        raise VSFAError("benchmark items have duplicate keys; each benchmark/id must be unique")
+    pairs = item_pairs(items, config)
     batches = _batches(pairs, done, config)
     missing = sum(1 for item, s in pairs if (item.key, s) not in done)
     bar = tqdm(
         total=len(pairs), initial=len(pairs) - missing, desc="generating",
         disable=quiet, unit="item",
     )  # fmt: skip
+    run_batches(vlm, batches, out, done, config, system=system, suffix=suffix, hooks=hooks,
+                bar=bar)  # fmt: skip
+    bar.close()
+    return [done[(item.key, s)] for item, s in pairs]
+
+
+def run_batches(
+    vlm: Any,
+    batches: Sequence[Sequence[Pair]],
+    out: Path,
+    done: dict[tuple[str, int], dict[str, Any]],
+    config: GenerationConfig,
+    *,
+    system: str | None,
+    suffix: str | None,
+    hooks: Sequence[HookFactory],
+    bar: Any,
+) -> None:
+    """Generate ``batches`` and append each batch's records missing from ``done`` to ``out``
+    (one durable write per batch), adding them to ``done``."""
+    from interp.images import open_image
+
     for batch in batches:
         records: list[dict[str, Any]] = []
         runnable: list[tuple[int, Any]] = []
@@ -385,5 +433,3 @@ def _generate(
         for record in new:
             done[(record["key"], record["sample"])] = record
         bar.update(len(new))
-    bar.close()
-    return [done[(item.key, s)] for item, s in pairs]
