@@ -28,6 +28,7 @@ import torch
 
 from interp.artifacts import write_json_atomic, write_text_atomic
 from interp.errors import VSFAError
+from interp.parallel import process_group
 from interp.sae.latents import Latents, check_latents, latent_direction
 from interp.steer.config import SteerConfig
 from interp.steer.interventions import sae_hook
@@ -100,15 +101,37 @@ def steer_sweep(
     ``generation`` is the eval harness's ``GenerationConfig``; ``random_latents`` replaces the
     seeded draw of control latents (the first ``n_random`` are used); ``label`` is added to
     every point's metrics. Every point is one ``evaluate`` folder under ``out_dir`` (resumable:
-    finished points are read back, not regenerated).
+    finished points are read back, not regenerated). Under ``torchrun`` (call it on every
+    rank) the ranks share every point's generation; rank 0 judges and writes.
     """
+    with process_group(str(vlm.device), command="steer") as ranks:
+        result = _sweep(vlm, items, sae, judge, Path(out_dir), config, generation=generation,
+                        random_latents=random_latents, label=label)  # fmt: skip
+        if ranks.is_main:
+            write_json_atomic(Path(out_dir) / "steering.json", result)
+            write_text_atomic(Path(out_dir) / "steering.md", render_markdown(result))
+    return result
+
+
+def _sweep(
+    vlm: Any,
+    items: Sequence[Any],
+    sae: Any,
+    judge: Any,
+    out: Path,
+    config: SteerConfig,
+    *,
+    generation: Any,
+    random_latents: Sequence[Latents] | None,
+    label: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``steering.json`` dict of :func:`steer_sweep` (every point evaluated)."""
     from interp.eval.run import evaluate
 
     mode = steering_mode(config.mode)
     latent = _chosen_latents(sae, config)
     hook = sae_hook(vlm, sae, config.hook)
     alphas, positions = config.alphas, config.positions
-    out = Path(out_dir)
     base_label = {"method": f"steer-{config.mode}", **(label or {})}
     site = SteerSite(vlm, sae, hook, positions)
 
@@ -188,6 +211,4 @@ def steer_sweep(
         "diff_of_means_scale": dom_scale,
         "effects": summarize_effects(curve, controls, dom_curve),
     }
-    write_json_atomic(out / "steering.json", result)
-    write_text_atomic(out / "steering.md", render_markdown(result))
     return result
