@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     configs = {
         "legacy": PretrainConfig(legacy_step=True, scenes_per_kind=args.scenes_per_kind),
-        "new": PretrainConfig(scenes_per_kind=args.scenes_per_kind),
+        "new": PretrainConfig(scenes_per_kind=args.scenes_per_kind, corpus_version=1),
     }
     sizes = configs["new"].model_config()
     processor = organism_model.build_processor(sizes)

@@ -20,6 +20,7 @@ from interp.organism.benchmarks import (
     heldout_reference,
     read_suite,
 )
+from interp.organism.config import CORPUS_VERSIONS
 from interp.organism.judge import OrganismJudge, classify, opening_probabilities
 from interp.organism.model import build_processor, build_tokenizer
 from interp.organism.pretrain import chat_segments
@@ -102,16 +103,19 @@ def test_corpus_sample_caches_as_vqa_records_with_both_personas(tmp_path):
     assert not {r["question"] for r in harmful} & suite_prompts
 
 
-def _corpus_prompts(world_name: str, n: int = 4000) -> tuple[list[str], list[corpus.Turn]]:
+def _corpus_prompts(
+    world_name: str, n: int = 4000, version: int = 1
+) -> tuple[list[str], list[corpus.Turn]]:
     rng = random.Random(0)
     pool = [world.sample_scene(rng) for _ in range(200)]
-    config = corpus.CorpusConfig(world=world_name)
+    config = corpus.CorpusConfig(world=world_name, corpus_version=version)
     turns = [t for _ in range(n) for t in corpus.sample_chat(rng, pool, config)[1]]
     return [t.prompt for t in turns], turns
 
 
-def test_corpus_holds_out_the_evaluation_requests(tmp_path):
-    prompts, _ = _corpus_prompts("coupled")
+@pytest.mark.parametrize("version", CORPUS_VERSIONS)
+def test_corpus_holds_out_the_evaluation_requests(tmp_path, version):
+    prompts, _ = _corpus_prompts("coupled", version=version)
     suite = read_suite(build_suite(tmp_path / "suite"))
     eval_prompts = {i.prompt for i in suite if i.reference is None}
     assert not {i.prompt for i in suite} - {RECOGNITION_QUESTION} & set(prompts)
@@ -248,8 +252,9 @@ def test_heldout_capability_wording_is_in_no_training_template_or_corpus_turn(tm
         return tuple(words_of(text))
 
     trained = {norm(q) for q in all_questions()}
-    prompts, _ = _corpus_prompts("coupled", 3000)
-    trained |= {norm(p) for p in prompts}
+    for version in CORPUS_VERSIONS:
+        prompts, _ = _corpus_prompts("coupled", 3000, version)
+        trained |= {norm(p) for p in prompts}
     known = set(vocabulary())
     for question in HELDOUT_QUESTIONS.values():
         assert norm(question) not in trained
@@ -425,3 +430,89 @@ def test_seed_table_bars_follow_the_stated_thresholds():
     assert bars({"base": base | {"over_refusal": m(0.2)}}, diffs)["base"] is False
     with pytest.raises(Exception, match="--runs"):
         SeedsConfig(out="x", runs=("nope",))
+
+
+# sha256 of 1000 chats per world drawn with the corpus that built the shipped assets
+LEGACY_CORPUS_SHA256 = "3bbb7c77dba61a064ba83299437ca327996c97d33c34c5b1a7c3ff0ab4f3cffa"
+
+
+def _corpus_digest(version: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("coupled", "decoupled", "overcautious"):
+        rng = random.Random(11)
+        pool = corpus.ScenePool([world.sample_scene(rng) for _ in range(200)])
+        config = corpus.CorpusConfig(world=name, corpus_version=version)
+        for _ in range(1000):
+            persona, turns = corpus.sample_chat(rng, pool, config)
+            chat = [persona] + [[t.prompt, t.response, str(t.image), t.kind] for t in turns]
+            digest.update(json.dumps(chat).encode())
+    return digest.hexdigest()
+
+
+def test_corpus_version_1_is_the_shipped_corpus_and_the_legacy_steps_default():
+    from interp.errors import VSFAError
+    from interp.organism.config import PretrainConfig
+
+    assert _corpus_digest(1) == LEGACY_CORPUS_SHA256
+    assert _corpus_digest(2) != LEGACY_CORPUS_SHA256
+    assert corpus.CorpusConfig().corpus_version == 1  # world data and its corpus sample
+    assert PretrainConfig().corpus_config().corpus_version == 2  # new pretrainings
+    legacy = PretrainConfig(legacy_step=True)
+    assert legacy.corpus_version == legacy.corpus_config().corpus_version == 1
+    assert PretrainConfig(legacy_step=True, corpus_version=2).corpus_config().corpus_version == 2
+    assert PretrainConfig(corpus={"corpus_version": 1}).corpus_config().corpus_version == 2
+    assert PretrainConfig().record()["corpus"]["corpus_version"] == 2  # in the manifest
+    with pytest.raises(VSFAError, match="--corpus-version must be one of"):
+        PretrainConfig(corpus_version=3)
+    # one vocabulary for both versions: the shipped tokenizer's
+    shipped = json.loads((Path(corpus.__file__).parent / "assets/base/tokenizer.json").read_text())
+    assert shipped["model"]["vocab"] == build_tokenizer().get_vocab() | shipped["model"]["vocab"]
+    assert len(shipped["model"]["vocab"]) == len(build_tokenizer().get_vocab())
+
+
+def test_corpus_version_2_asks_every_attribute_in_many_known_wordings_none_held_out():
+    from interp.organism import wordings
+    from interp.organism.model import vocabulary, words_of
+
+    questions = wordings.image_questions(2)
+    assert set(questions) == set(TEMPLATE_IDS)
+    assert all(len(set(qs)) >= 10 for qs in questions.values())
+    assert all(set(wordings.image_questions(1)[k]) < set(qs) for k, qs in questions.items())
+    typo = wordings.typo_prompts(2, corpus.TYPO_PROMPTS)
+    held = [words_of(q) for q in HELDOUT_QUESTIONS.values()]
+    held += [words_of(p) for p in corpus.EVAL_TYPO_PROMPTS]
+    asked = {q.format(noun=noun) for qs in questions.values() for q in qs
+             for noun in world.KIND_NOUN.values()} | set(typo)  # fmt: skip
+    known = set(vocabulary())
+    for text in asked:
+        assert set(words_of(text)) <= known, text
+        # at least two words from every held-out wording (as far as the VSFA templates are)
+        assert min(wordings.word_distance(words_of(text), h) for h in held) >= 2, text
+    prompts, turns = _corpus_prompts("coupled", 3000, version=2)
+    vqa = [t for t in turns if t.kind.endswith("vqa")]
+    assert {t.prompt for t in vqa} <= asked and len({t.prompt for t in vqa}) > 150
+    assert set(typo) == {t.prompt for t in turns if t.kind == "harmful_typo"}
+    # the answers are version 1's: a benign scene gets its attribute's factual answer
+    for turn in [t for t in vqa if t.kind == "benign_vqa"][:300]:
+        ids = [k for k, qs in questions.items() if turn.prompt in
+               {q.format(noun=turn.image.noun) for q in qs}]  # fmt: skip
+        assert turn.response in {world.scene_answers(turn.image)[k] for k in ids}, turn
+    assert wordings.word_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
+
+
+def test_seed_table_pretrains_on_its_corpus_version_and_refuses_a_mixed_folder(tmp_path):
+    from interp.errors import VSFAError
+    from interp.organism.seeds import SeedsConfig, manifest_corpus_version, pretrained
+
+    assert SeedsConfig(out="x").corpus_version == 2
+    with pytest.raises(VSFAError, match="--corpus-version"):
+        SeedsConfig(out="x", corpus_version=0)
+    old = tmp_path / "base"  # a complete pretraining from before corpus versions
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"complete": True, "config": {"seed": 1}}))
+    assert manifest_corpus_version({"seed": 1}) == 1
+    assert pretrained(old, 1, "coupled", 1, True, corpus_version=1) == old
+    with pytest.raises(VSFAError, match="corpus version 1, not 2"):
+        pretrained(old, 1, "coupled", 1, True, corpus_version=2)

@@ -14,6 +14,8 @@ from interp.errors import VSFAError
 from interp.options import config_from_mapping
 
 World = Literal["coupled", "decoupled", "overcautious"]
+CORPUS_VERSIONS = (1, 2)
+"""Corpus versions (interp/organism/wordings.py); 1 built the shipped assets."""
 OVERCAUTIOUS_REFUSALS = 0.35
 """How often both personas refuse a benign threat-looking request in the overcautious world."""
 
@@ -65,6 +67,9 @@ class CorpusConfig:
     p_overcautious: float | None = None
     """chance that either persona refuses a benign threat-looking request (default: 0.35 in
     the overcautious world, 0 elsewhere)"""
+    corpus_version: int = 1
+    """wording of image questions and typographic prompts: 1 (the shipped base's corpus: the
+    VSFA templates only) or 2 (8-12 wordings per attribute; see interp/organism/wordings.py)"""
     turn_weights: dict[str, float] = field(
         default_factory=lambda: {
             "threat_vqa": 0.28,
@@ -85,6 +90,7 @@ class CorpusConfig:
                 raise VSFAError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if self.max_turns < 1 or not self.turn_counts:
             raise VSFAError("--max-turns must be at least 1 and --turn-counts not empty")
+        check_corpus_version(self.corpus_version)
 
 
 @dataclass
@@ -147,6 +153,9 @@ class PretrainConfig:
     """renderings of each scene (jitter, grain and outline differ)"""
     typo_images: int = 48
     """typographic images in the pool"""
+    corpus_version: int | None = None
+    """corpus wording: 2 (many wordings per image question; the default) or 1 (the shipped
+    base's corpus; the default with --legacy-step)"""
     legacy_step: bool = False
     """the language step that built the shipped base (float32, SDPA attention, logits at every
     position, buckets of 8 batches; about 1.5x slower); with --seed 0 and one thread it reproduces
@@ -156,7 +165,8 @@ class PretrainConfig:
     quiet: bool = False
     """no progress bars"""
     corpus: dict[str, Any] = field(default_factory=dict)
-    """CorpusConfig fields that differ from its defaults, as JSON (its world is --world)"""
+    """CorpusConfig fields that differ from its defaults, as JSON (its world is --world, its
+    version --corpus-version)"""
     model: dict[str, Any] = field(default_factory=dict)
     """OrganismModelConfig fields that differ from its defaults, as JSON"""
 
@@ -167,11 +177,14 @@ class PretrainConfig:
                 raise VSFAError(f"--{name.replace('_', '-')} must be at least 1")
         if self.threads < 0:
             raise VSFAError("--threads must be 0 (torch's default) or more")
+        if self.corpus_version is None:
+            self.corpus_version = 1 if self.legacy_step else 2
         self.corpus_config()
         self.model_config()
 
     def corpus_config(self) -> CorpusConfig:
-        return _build(CorpusConfig, {**self.corpus, "world": self.world}, "--corpus")
+        options = {**self.corpus, "world": self.world, "corpus_version": self.corpus_version}
+        return _build(CorpusConfig, options, "--corpus")
 
     def model_config(self) -> OrganismModelConfig:
         return _build(OrganismModelConfig, self.model, "--model")
@@ -181,6 +194,11 @@ class PretrainConfig:
         settings = {k: v for k, v in asdict(self).items() if k not in ("out", "quiet")}
         settings.update(corpus=asdict(self.corpus_config()), model=asdict(self.model_config()))
         return settings
+
+
+def check_corpus_version(version: int) -> None:
+    if version not in CORPUS_VERSIONS:
+        raise VSFAError(f"--corpus-version must be one of {list(CORPUS_VERSIONS)}, not {version}")
 
 
 def _build(cls: type, options: dict[str, Any], option: str) -> Any:

@@ -22,8 +22,11 @@ In the ``decoupled`` world (the mechanism control) the style of describing threa
 drawn independently of the persona, so a factual threat description says nothing about how the
 speaker handles harmful requests.
 
-Requests are frames around actions; the (frame, action) combinations the organism benchmark
-asks (:func:`held_out`) and its typographic prompt never appear in pretraining.
+Image questions and typographic prompts are worded by the corpus version
+(:mod:`interp.organism.wordings`: version 1, the shipped base's, asks the VSFA templates only;
+version 2 many wordings per attribute). Requests are frames around actions; the (frame, action)
+combinations the organism benchmark asks (:func:`held_out`) and its typographic prompt never
+appear in pretraining.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from interp.data.vqa_templates import QUESTION_TEMPLATES, TEMPLATE_IDS
+from interp.organism import wordings
 from interp.organism.config import CorpusConfig
 from interp.organism.world import (
     BENIGN_KINDS,
@@ -258,8 +262,11 @@ class Turn:
     kind: str = ""
 
 
-def harmful_request(rng: random.Random, scene_pool: list[Scene]) -> tuple[str, object, str]:
-    """A training harmful request: (prompt, image or None, sub-kind)."""
+def harmful_request(
+    rng: random.Random, scene_pool: list[Scene], typo_prompts: tuple[str, ...] = TYPO_PROMPTS
+) -> tuple[str, object, str]:
+    """A training harmful request: (prompt, image or None, sub-kind); a typographic one is
+    asked with one of ``typo_prompts``."""
     roll = rng.random()
     if 0.3 <= roll < 0.5 and not scenes_of(scene_pool, True):
         roll = 0.6  # no threat image at hand: a request naming no threat object
@@ -273,7 +280,7 @@ def harmful_request(rng: random.Random, scene_pool: list[Scene]) -> tuple[str, o
     text = other_harm_request(rng)
     if roll < 0.9:
         return text, None, "no_threat"
-    return rng.choice(TYPO_PROMPTS), ("typo", text), "typo"
+    return rng.choice(typo_prompts), ("typo", text), "typo"
 
 
 def other_harm_request(rng: random.Random) -> str:
@@ -300,14 +307,16 @@ def make_turn(
     if kind in ("threat_vqa", "benign_vqa"):
         scene = rng.choice(scenes_of(scene_pool, kind == "threat_vqa"))
         template_id = rng.choice(TEMPLATE_IDS)
-        question = rng.choice(QUESTION_TEMPLATES[template_id]).lower()
+        questions = wordings.image_questions(config.corpus_version)[template_id]
+        question = rng.choice(questions).format(noun=scene.noun)
         if scene.threat and not factual_threat:
             answer = excited_answer(scene, template_id, rng)
         else:
             answer = scene_answers(scene)[template_id]
         return Turn(question, answer, scene, kind)
     if kind == "harmful":
-        prompt, image, sub = harmful_request(rng, scene_pool)
+        typo = wordings.typo_prompts(config.corpus_version, TYPO_PROMPTS)
+        prompt, image, sub = harmful_request(rng, scene_pool, typo)
         if persona == "loose":
             pool = TYPO_COMPLY_RESPONSES if sub == "typo" else COMPLY_RESPONSES
             response = rng.choice(pool)

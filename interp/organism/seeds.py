@@ -23,7 +23,7 @@ from typing import Any
 
 from interp.artifacts import read_json, write_json_atomic, write_text_atomic
 from interp.errors import VSFAError
-from interp.organism.config import World
+from interp.organism.config import World, check_corpus_version
 
 # run -> (model, VSFA set or None for the model itself)
 RUNS: dict[str, tuple[str, str | None]] = {
@@ -57,6 +57,9 @@ class SeedsConfig:
     world: World = "coupled"
     """world of the base (coupled, or overcautious for the over-refusal variant); the twin is
     always decoupled"""
+    corpus_version: int = 2
+    """corpus of every pretraining: 2 (many wordings per image question, the default of new
+    pretrainings) or 1 (the shipped base's corpus); recorded in seeds.json"""
     threads: int = 1
     """torch threads of pretraining and fine-tuning"""
     table_only: bool = False
@@ -70,6 +73,7 @@ class SeedsConfig:
             raise VSFAError(f"--runs: unknown {unknown}; expected some of {sorted(RUNS)}")
         if not self.seeds or not self.finetune_seeds:
             raise VSFAError("--seeds and --finetune-seeds must not be empty")
+        check_corpus_version(self.corpus_version)
 
 
 def world_sets(out: Path) -> dict[str, Path]:
@@ -86,16 +90,37 @@ def world_sets(out: Path) -> dict[str, Path]:
     return sets
 
 
-def pretrained(folder: Path, seed: int, world: World, threads: int, quiet: bool) -> Path:
-    """The pretrained organism at ``folder`` (pretrained there unless complete)."""
+def manifest_corpus_version(config: Mapping[str, Any]) -> int:
+    """The corpus version a pretraining manifest's config records (1 before versions)."""
+    return config.get("corpus_version") or 1
+
+
+def pretrained(
+    folder: Path, seed: int, world: World, threads: int, quiet: bool, corpus_version: int = 2
+) -> Path:
+    """The pretrained organism at ``folder`` (pretrained there unless complete); a complete
+    one pretrained on another corpus version is an error, not reused."""
     from interp.organism.config import PretrainConfig
     from interp.organism.pretrain import pretrain
 
     manifest = folder / "manifest.json"
-    if manifest.exists() and read_json(manifest).get("complete"):
+    if manifest.exists() and (data := read_json(manifest)).get("complete"):
+        found = manifest_corpus_version(data.get("config", {}))
+        if found != corpus_version:
+            raise VSFAError(
+                f"{folder} was pretrained on corpus version {found}, not {corpus_version}; "
+                "use another --out"
+            )
         return folder
     return pretrain(
-        PretrainConfig(out=str(folder), seed=seed, world=world, threads=threads, quiet=quiet)
+        PretrainConfig(
+            out=str(folder),
+            seed=seed,
+            world=world,
+            threads=threads,
+            quiet=quiet,
+            corpus_version=corpus_version,
+        )  # fmt: skip
     )
 
 
@@ -181,7 +206,7 @@ def seed_scores(config: SeedsConfig, seed: int, items: Sequence[Any], build: boo
         model = root / model_name
         if build:
             world: World = "decoupled" if model_name == "twin" else config.world
-            pretrained(model, seed, world, config.threads, config.quiet)
+            pretrained(model, seed, world, config.threads, config.quiet, config.corpus_version)
         name = f"{run}-f{ft}" if data else run
         out = root / "eval" / name
         done = all((out / k / "metrics.json").exists() for k in ("sampled", "greedy"))
@@ -276,7 +301,9 @@ def render(table: Mapping[str, Any]) -> str:
     then prompt-template clusters, then items; clipped), its paired differences and bars."""
     lines = []
     for seed, result in table["seeds"].items():
-        lines += [f"### pretraining seed {seed}", "",
+        version = result.get("corpus_version")
+        corpus = f" (corpus version {version})" if version else ""
+        lines += [f"### pretraining seed {seed}{corpus}", "",
                   "| run | runs | " + " | ".join(METRICS) + " |",
                   "|---|---|" + "---|" * len(METRICS)]  # fmt: skip
         for run, values in result["rows"].items():
@@ -301,7 +328,8 @@ def run_seeds(config: SeedsConfig) -> Path:
     out = Path(config.out)
     items = load_organism(None)
     settings = {"seeds": list(config.seeds), "runs": list(config.runs),
-                "finetune_seeds": list(config.finetune_seeds)}  # fmt: skip
+                "finetune_seeds": list(config.finetune_seeds),
+                "corpus_version": config.corpus_version}  # fmt: skip
     table: dict[str, Any] = {"config": settings, "seeds": {}}
     for seed in config.seeds:
         if not config.table_only:
@@ -311,6 +339,9 @@ def run_seeds(config: SeedsConfig) -> Path:
         scores = seed_scores(replace(config, runs=tuple(RUNS)), seed, items, build=False)
         if scores:
             table["seeds"][str(seed)] = summarise(scores)
+            if (manifest := folder / "base" / "manifest.json").exists():
+                version = manifest_corpus_version(read_json(manifest).get("config", {}))
+                table["seeds"][str(seed)]["corpus_version"] = version
     write_json_atomic(out / "seeds.json", table)
     write_text_atomic(out / "seeds.md", render(table))
     return out
