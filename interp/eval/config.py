@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from interp.errors import VSFAError
 from interp.eval.generation import GenerationConfig
+from interp.models.placement import check_placement
 
 if TYPE_CHECKING:
     from interp.eval.judges import Judge
@@ -68,6 +69,12 @@ class EvalConfig:
     """cpu, cuda or auto"""
     dtype: str = "auto"
     """float32, bfloat16 or auto"""
+    device_map: str | None = None
+    """place the model over devices instead of moving it to --device: auto (GPUs, then CPU,
+    then disk), balanced, sequential, one device, MODULE=DEVICE,... or a .json map"""
+    max_memory: str | None = None
+    """per-device caps for --device-map auto, e.g. 0=20GiB,cpu=60GiB (what does not fit is
+    offloaded to disk)"""
     n_boot: int = 1000
     """bootstrap resamples for the intervals"""
     force: bool = False
@@ -78,6 +85,7 @@ class EvalConfig:
     """no progress bars"""
 
     def __post_init__(self) -> None:
+        check_placement(self.device_map, self.max_memory)
         if self.per_category is not None and self.per_category < 1:
             raise VSFAError("--per-category must be at least 1")
         if self.n_boot < 0:

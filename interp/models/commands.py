@@ -8,6 +8,7 @@ import typer
 
 from interp.console import quiet_libraries
 from interp.errors import VSFAError
+from interp.models.placement import check_placement
 
 
 def families_command() -> None:
@@ -23,6 +24,11 @@ def families_command() -> None:
 
 MODEL_HELP = "hub id or local model folder (or give it with --model)"
 QUIET_HELP = "no library progress bars, logging or warnings"
+DEVICE_MAP_HELP = (
+    "place the model over devices instead of moving it to --device: auto (GPUs, then CPU, then "
+    "disk), balanced, sequential, one device, MODULE=DEVICE,... or a .json map"
+)
+MAX_MEMORY_HELP = "per-device caps for --device-map auto, e.g. 0=20GiB,cpu=60GiB"
 
 
 def _model(positional: str | None, option: str | None) -> str:
@@ -70,6 +76,8 @@ def generate_command(
     max_new_tokens: int = typer.Option(64, min=1),
     device: str = typer.Option("auto", help="cpu, cuda or auto"),
     dtype: str = typer.Option("auto", help="float32, bfloat16 or auto"),
+    device_map: str | None = typer.Option(None, help=DEVICE_MAP_HELP),
+    max_memory: str | None = typer.Option(None, help=MAX_MEMORY_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Greedy chat generation for a few prompts (with optional images)."""
@@ -79,10 +87,18 @@ def generate_command(
     model = _model(model_arg, model)
     if quiet:
         quiet_libraries()
+    check_placement(device_map, max_memory)  # bad values fail before any image is read
     images = [open_image(path) for path in image] if image else [None] * len(prompt)
     if len(images) != len(prompt):
         raise VSFAError(f"got {len(images)} --image for {len(prompt)} --prompt; give one each")
-    vlm = load_vlm(model, device=device, dtype=dtype, adapter=adapter)
+    vlm = load_vlm(
+        model,
+        device=device,
+        dtype=dtype,
+        adapter=adapter,
+        device_map=device_map,
+        max_memory=max_memory,
+    )
     for text in vlm.generate(images, prompt, system=system, max_new_tokens=max_new_tokens):
         typer.echo(text)
 

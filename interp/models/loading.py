@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +18,9 @@ from transformers import AutoConfig, AutoProcessor
 from interp.errors import VSFAError, one_line
 from interp.models.compat import has_torchvision, load_image_only_processor
 from interp.models.families import FamilyAdapter, detect_family, get_family
-from interp.models.vlm import VLM
+from interp.models.placement import DeviceMap, check_placement, parse_device_map, parse_max_memory
+from interp.models.vlm import VLM, execution_device
+from interp.parallel import current_ranks
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -129,6 +136,9 @@ def load_vlm(
     adapter: str | os.PathLike | None = None,
     trust_remote_code: bool = False,
     merge_adapter: bool = False,
+    device_map: DeviceMap | None = None,
+    max_memory: str | dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ) -> VLM:
     """Load a VLM and its processor, detect (or check) its family, attach an adapter.
 
@@ -142,9 +152,23 @@ def load_vlm(
         adapter: a PEFT adapter folder or a training run folder (see :func:`resolve_run_dir`).
         trust_remote_code: off by default; only for models whose code you have read.
         merge_adapter: merge LoRA weights into the base model (faster generation, no unload).
+        device_map: place the modules over several devices instead of moving the model to
+            ``device`` (see :mod:`interp.models.placement`: ``auto``, a device, or an explicit
+            ``{module: device}`` map); accelerate moves activations between them.
+        max_memory: per-device caps for a device-map strategy (``"0=20GiB,cpu=60GiB"``);
+            modules that do not fit are offloaded to disk.
+        offload_folder: where disk-offloaded weights are written when they cannot be read from
+            the weights file in place (default: a temporary folder removed with the model).
     """
     name_or_path = str(name_or_path)
-    torch_device = resolve_device(device)
+    check_placement(device_map, max_memory)
+    placement = parse_device_map(device_map)
+    if placement is not None and current_ranks().world_size > 1:
+        raise VSFAError(
+            "--device-map splits one model copy over this machine's devices; it does not combine "
+            "with several processes (launch one process, or drop --device-map)"
+        )
+    torch_device = resolve_device(device) if placement is None else _map_device(placement)
     torch_dtype = resolve_dtype(dtype, torch_device)
     weights_path = name_or_path
     adapter_kind, adapter_dir = (None, None)
@@ -167,17 +191,31 @@ def load_vlm(
                 f"({detected.model_class})"
             )
     model_class = getattr(transformers, adapter_family.model_class)
-    model = model_class.from_pretrained(
-        weights_path, dtype=torch_dtype, trust_remote_code=trust_remote_code
-    )
+    if placement is None:
+        model = model_class.from_pretrained(
+            weights_path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        model.to(torch_device)
+    else:
+        model = _dispatched(
+            model_class, weights_path, torch_dtype, trust_remote_code, placement,
+            parse_max_memory(max_memory), offload_folder,
+        )  # fmt: skip
     processor = _load_processor(adapter_family, name_or_path, weights_path, trust_remote_code)
-    model.to(torch_device)
     model.eval()
 
     if adapter_kind == "peft":
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        if merge_adapter and offloaded(model):
+            raise VSFAError(
+                "cannot merge an adapter into weights offloaded to the CPU or disk; leave the "
+                "adapter unmerged or give the model room on its devices (--max-memory)"
+            )
+        if placement is None:
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        else:
+            model = _attach_adapter(model, adapter_dir)
         if merge_adapter:
             model = model.merge_and_unload()
         model.eval()
@@ -193,6 +231,88 @@ def load_vlm(
         name_or_path=name_or_path,
         adapter_path=None if adapter is None else str(adapter),
     )
+
+
+def _map_device(placement: DeviceMap) -> torch.device:
+    """The device that picks the ``auto`` dtype of a device-mapped load: a GPU when the map
+    uses one (a strategy uses one when there is one), else the CPU."""
+    if isinstance(placement, str):
+        return resolve_device("auto")
+    gpu = [v for v in placement.values() if isinstance(v, int) or v == "cuda"]
+    if gpu and not torch.cuda.is_available():
+        raise VSFAError("--device-map places modules on a GPU, but no CUDA GPU is available")
+    return torch.device("cuda") if gpu else torch.device("cpu")
+
+
+def offloaded(model: torch.nn.Module) -> bool:
+    """Whether accelerate keeps some of ``model``'s weights off their execution device (on the
+    CPU for a GPU model, or on disk)."""
+    placed = set(getattr(model, "hf_device_map", {}).values())
+    return "disk" in placed or ("cpu" in placed and len(placed) > 1)
+
+
+def _dispatched(
+    model_class: Any, weights_path: str, dtype: torch.dtype, trust_remote_code: bool,
+    placement: DeviceMap, max_memory: dict | None, offload_folder: str | os.PathLike | None,
+) -> torch.nn.Module:  # fmt: skip
+    """``from_pretrained`` with accelerate placing the modules (a bad map is one line)."""
+    folder = offload_folder
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix="vsfa-offload-")
+    try:
+        model = model_class.from_pretrained(
+            weights_path, dtype=dtype, trust_remote_code=trust_remote_code,
+            device_map=placement, max_memory=max_memory, offload_folder=str(folder),
+        )  # fmt: skip
+    except (ValueError, KeyError, RuntimeError) as error:
+        if offload_folder is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise VSFAError(f"--device-map {placement!r}: {one_line(str(error))}") from None
+    if offload_folder is None:
+        weakref.finalize(model, shutil.rmtree, folder, True)
+    return model
+
+
+@contextmanager
+def adapters_on_execution_devices(model: torch.nn.Module) -> Iterator[None]:
+    """While PEFT adds adapters to a device-mapped model: each weight accelerate offloaded (it
+    sits on ``meta``) is stood in for by a storage-free tensor on the device its module runs on,
+    so PEFT puts that module's adapter there, as a real trainable tensor, instead of on ``meta``.
+    The offloaded weights are back in place on exit."""
+    swapped = []
+    for module in model.modules():
+        weight = module._parameters.get("weight")
+        if weight is None or weight.device.type != "meta" or not hasattr(module, "_hf_hook"):
+            continue
+        device = execution_device(module)
+        empty = torch.empty((), dtype=weight.dtype, device=device).expand(weight.shape)
+        module._parameters["weight"] = torch.nn.Parameter(empty, requires_grad=False)
+        swapped.append((module, weight))
+    try:
+        yield
+    finally:
+        for module, weight in swapped:
+            module._parameters["weight"] = weight
+
+
+def _attach_adapter(model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
+    """A saved PEFT adapter on a device-mapped model, each adapter weight on its layer's
+    execution device (``PeftModel.from_pretrained`` would re-dispatch the offloaded model)."""
+    from peft import PeftConfig, PeftModel, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    config = PeftConfig.from_pretrained(str(adapter_dir))
+    config.inference_mode = True
+    with adapters_on_execution_devices(model):
+        peft_model = PeftModel(model, config)
+    result = set_peft_model_state_dict(peft_model, load_peft_weights(str(adapter_dir), "cpu"))
+    missing = [key for key in result.missing_keys if "lora_" in key]
+    if missing or result.unexpected_keys:
+        raise VSFAError(
+            f"adapter {adapter_dir} does not fit this model: "
+            f"{len(missing)} missing and {len(result.unexpected_keys)} unexpected weights"
+        )
+    return peft_model
 
 
 def _load_processor(

@@ -34,6 +34,31 @@ def _image_turn(history: Sequence[HistoryTurn], has_image: bool, item: int) -> b
     return bool(marked)
 
 
+def execution_device(module: nn.Module) -> torch.device:
+    """The device ``module`` computes on: accelerate's execution device for a dispatched module
+    (whose own weights may be on the ``meta`` device), else the device of its first weight."""
+    hook = getattr(module, "_hf_hook", None)
+    hooks = getattr(hook, "hooks", (hook,))  # accelerate's SequentialHook holds several
+    device = next((h.execution_device for h in hooks if hasattr(h, "execution_device")), None)
+    if device is not None:
+        return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
+def module_weight(module: nn.Module) -> torch.Tensor:
+    """``module.weight``, read from accelerate's offloaded copy when it sits on ``meta``."""
+    weight = module.weight
+    if weight.device.type != "meta":
+        return weight
+    weights_map = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
+    if weights_map is None or "weight" not in weights_map:
+        raise VSFAError("the weight of this module is offloaded and cannot be read back")
+    return weights_map["weight"].to(execution_device(module))
+
+
 @dataclass
 class VLM:
     """One loaded vision-language model, the same shape for every family.
@@ -55,7 +80,20 @@ class VLM:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the device the input embeddings run on. With a device map this is
+        where accelerate executes that module (its weights may sit on the CPU or disk)."""
+        try:
+            embeddings = self.model.get_input_embeddings()
+        except (AttributeError, NotImplementedError):
+            embeddings = None
+        if embeddings is None:
+            return next(self.model.parameters()).device
+        return execution_device(embeddings)
+
+    @property
+    def device_map(self) -> dict[str, Any] | None:
+        """``{module: device}`` when the model was loaded with a device map, else ``None``."""
+        return getattr(self.model, "hf_device_map", None)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -102,8 +140,9 @@ class VLM:
         return self.family.image_marker_ids(self.tokenizer) - self.image_token_ids()
 
     def unembedding(self) -> torch.Tensor:
-        """``[vocab, d_model]`` output embedding, for logit-effect analysis."""
-        return self.model.get_output_embeddings().weight
+        """``[vocab, d_model]`` output embedding, for logit-effect analysis (read from the
+        offloaded weights when a device map keeps it on the CPU or disk)."""
+        return module_weight(self.model.get_output_embeddings())
 
     # ---- formatting ------------------------------------------------------------------------
     def messages(

@@ -47,7 +47,10 @@ def steer_command(
     judge_impl = make_judge(
         judge, device=device, dtype=dtype, batch_size=batch_size, quiet=config.quiet
     )
-    vlm = load_vlm(model, device=device, dtype=dtype, adapter=adapter)
+    vlm = load_vlm(
+        model, device=device, dtype=dtype, adapter=adapter, device_map=config.device_map,
+        max_memory=config.max_memory,
+    )  # fmt: skip
     sae_model = load_sae(sae, device=str(vlm.device))
     label = {
         "model": Path(model.rstrip("/")).name or model,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from interp.errors import VSFAError
+from interp.models.placement import check_placement
 
 Positions = Literal["all", "prompt", "generated"]
 POSITIONS: tuple[str, ...] = typing.get_args(Positions)
@@ -72,6 +73,12 @@ class SteerConfig:
     """seed of the random latents (vsfa steer also seeds sampling and subsampling with it)"""
     n_boot: int = 1000
     """bootstrap resamples of each metric's interval"""
+    device_map: str | None = None
+    """place the model over devices instead of moving it to --device: auto (GPUs, then CPU,
+    then disk), balanced, sequential, one device, MODULE=DEVICE,... or a .json map"""
+    max_memory: str | None = None
+    """per-device caps for --device-map auto, e.g. 0=20GiB,cpu=60GiB (what does not fit is
+    offloaded to disk)"""
     quiet: bool = False
     """no progress bars"""
 
@@ -86,6 +93,7 @@ class SteerConfig:
             raise VSFAError("--n-random must be >= 0")
         if self.n_boot < 0:
             raise VSFAError("--n-boot must be >= 0")
+        check_placement(self.device_map, self.max_memory)
 
     @property
     def baseline(self) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from interp.errors import VSFAError
+from interp.models.placement import check_placement
 from interp.registry import Registry
 
 Method = Literal["lora", "full", "vlguard", "none"]
@@ -26,7 +27,7 @@ DEFAULT_LR = {"lora": 2e-4, "vlguard": 2e-4, "full": 2e-5, "none": 0.0}
 
 # Fields that do not change the trained weights (left out of the resume / skip key).
 NON_RESULT_FIELDS = (
-    "out", "quiet", "save_every", "log_every", "overwrite", "threads",
+    "out", "quiet", "save_every", "log_every", "overwrite", "threads", "device_map", "max_memory",
     "monitor", "monitor_every", "monitor_bench", "monitor_judge", "monitor_items", "monitor_sample",
 )  # fmt: skip
 
@@ -94,6 +95,12 @@ class TrainConfig:
     """cpu, cuda, cuda:N or auto (CUDA when there is a GPU)"""
     dtype: str = "auto"
     """float32, bfloat16 or auto (bfloat16 on a GPU)"""
+    device_map: str | None = None
+    """place the model over devices instead of moving it to --device: auto (GPUs, then CPU,
+    then disk), balanced, sequential, one device, MODULE=DEVICE,... or a .json map"""
+    max_memory: str | None = None
+    """per-device caps for --device-map auto, e.g. 0=20GiB,cpu=60GiB (what does not fit is
+    offloaded to disk)"""
     save_every: int = 50
     """checkpoint every N optimizer steps (0: only at the end)"""
     log_every: int = 1
@@ -155,6 +162,12 @@ class TrainConfig:
             )
         if self.lr is not None and self.lr <= 0:
             raise VSFAError("--lr must be positive")
+        check_placement(self.device_map, self.max_memory)
+        if self.device_map and self.method == "full":
+            raise VSFAError(
+                "--device-map trains LoRA adapters only (--method lora or vlguard): full "
+                "fine-tuning of a model split over devices or offloaded is not supported"
+            )
 
     @property
     def learning_rate(self) -> float:

@@ -102,6 +102,7 @@ def _train(
     on_step: Sequence[StepCallback] = (),
 ) -> Path:  # fmt: skip
     from interp.models import load_vlm
+    from interp.models.loading import adapters_on_execution_devices
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -110,14 +111,18 @@ def _train(
     rank = 0 if accelerator is None else accelerator.process_index
     main = rank == 0
     device = config.device if accelerator is None else accelerator.device
-    vlm = load_vlm(config.model, device=device, dtype=config.dtype)
+    vlm = load_vlm(
+        config.model, device=device, dtype=config.dtype, device_map=config.device_map,
+        max_memory=config.max_memory,
+    )  # fmt: skip
     encoded, too_long = tokenize_examples(
         vlm, load_examples(config), system=config.system, max_length=config.max_length,
         quiet=config.quiet or not main,
     )  # fmt: skip
 
     torch.manual_seed(config.seed)  # LoRA initialisation depends on the seed only
-    model = prepare_model(vlm, config)
+    with adapters_on_execution_devices(vlm.model):  # offloaded layers' adapters: real tensors
+        model = prepare_model(vlm, config)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
