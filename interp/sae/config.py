@@ -16,6 +16,13 @@ ARCHS: tuple[str, ...] = typing.get_args(Arch)
 LOGGERS: tuple[str, ...] = typing.get_args(Logger)
 
 
+def listed(value: Any) -> list[Any]:
+    """A field that takes one value or several, as a list (``None``: empty)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 @dataclass
 class SAETrainConfig:
     """How to train one SAE on cached activations."""
@@ -24,14 +31,15 @@ class SAETrainConfig:
     """activation folders, comma-separated or repeated (base and tuned together for diffing)"""
     out: str
     """output folder, e.g. sae_checkpoints/NAME"""
-    hook_name: str | None = None
-    """cached hook (default: the folders' only hook)"""
+    hook_name: str | list[str] | None = None
+    """cached hook (default: the folders' only hook); several (--hooks A,B) train one SAE each
+    from one pass over the activations"""
     arch: Arch = "topk"
     """SAE architecture (sae_lens's)"""
-    width: int = 4096
-    """number of latents (d_sae)"""
-    k: int = 32
-    """active latents per token (topk) or on average (batchtopk)"""
+    width: int | list[int] = 4096
+    """number of latents (d_sae); several (512,2048) train one SAE each"""
+    k: int | list[int] = 32
+    """active latents per token (topk) or on average (batchtopk); several train one SAE each"""
     lr: float = 2e-4
     """Adam learning rate"""
     steps: int | None = None
@@ -86,10 +94,16 @@ class SAETrainConfig:
         """Raise a :class:`VSFAError` naming the option for a value no run can use."""
         if self.arch not in ARCHS:
             raise VSFAError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
-        if self.width < 1 or self.k < 1 or self.batch_size < 1:
+        widths, ks, hooks = listed(self.width), listed(self.k), listed(self.hook_name)
+        if min(widths, default=0) < 1 or min(ks, default=0) < 1 or self.batch_size < 1:
             raise VSFAError("--width, --k and --batch-size must be at least 1")
-        if self.arch in ("topk", "batchtopk") and self.k > self.width:
-            raise VSFAError(f"--k {self.k} is larger than --width {self.width}")
+        for name, values in (("hooks", hooks), ("width", widths), ("k", ks)):
+            if len(set(values)) < len(values):
+                raise VSFAError(f"--{name} {values}: each value at most once")
+        if len(ks) > 1 and self.arch not in ("topk", "batchtopk"):
+            raise VSFAError(f"--k with several values needs --arch topk or batchtopk ({self.arch})")
+        if self.arch in ("topk", "batchtopk") and max(ks) > min(widths):
+            raise VSFAError(f"--k {max(ks)} is larger than --width {min(widths)}")
         if self.log not in LOGGERS:
             raise VSFAError(f"--log {self.log!r}: expected one of {', '.join(LOGGERS)}")
         if self.normalize not in NORMALIZE:
@@ -106,6 +120,11 @@ class SAETrainConfig:
         ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise VSFAError(f"--{name.replace('_', '-')} must be at least 0")
+
+    @property
+    def several(self) -> bool:
+        """Whether this trains several SAEs (several hooks, widths or k values)."""
+        return max(len(listed(self.hook_name)), len(listed(self.width)), len(listed(self.k))) > 1
 
     def total_steps(self, rows: int) -> int:
         """Steps to train on ``rows`` activation rows: ``steps``, ``tokens`` or one epoch."""
