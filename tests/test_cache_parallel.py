@@ -204,6 +204,24 @@ def test_accelerate_cpu_launch_of_two_processes_is_refused(tiny_model_dir, data,
 
 
 @pytest.mark.slow
+def test_accelerate_multi_process_launch_runs_the_torchrun_path(runs, data, tmp_path):
+    accelerate = _accelerate()
+    if not accelerate:
+        pytest.skip("the accelerate launcher is not installed here")
+    model, one, _ = runs
+    out = tmp_path / "acts"
+    cmd = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "interp.cli",
+        *_args(model, data, out),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "manifest.json").read_text())["world_size"] == 2
+    _assert_same_rows(one, out)
+
+
+@pytest.mark.slow
 def test_killed_rank_resumes_to_the_same_artifacts(runs, data, tmp_path):
     model, one, two = runs
     out = tmp_path / "killed"

@@ -6,6 +6,7 @@
 * :mod:`interp.cache.run`: :func:`cache_activations` / :func:`cache_activations_for`;
 * :mod:`interp.cache.store`: the folder's layout, :class:`ActivationStore`,
   :func:`write_activations`;
+* :mod:`interp.cache.ranks`: the layout of a folder written by several processes (``torchrun``);
 * :mod:`interp.cache.stream`: :class:`ActivationStream`, shuffled batches for SAE training.
 
 The config and prompt modules are imported here; the rest (they import torch) on first use.

@@ -15,6 +15,8 @@ for text tokens of the prompt, 2 for response tokens and 3 for image marker toke
 Every shard holds exactly ``shard_rows`` rows except the last one. Shards are written atomically
 (temporary name, then rename) and the manifest records after each shard which batch to resume
 from and how many of its rows are already on disk, so a killed run continues where it stopped.
+A folder written by several processes keeps each rank's shards in ``ranks/r0000R/`` and lists
+them all, in prompt order, in its manifest (:mod:`interp.cache.ranks`); readers see no difference.
 """
 
 from __future__ import annotations
