@@ -21,6 +21,7 @@ latents), and so are the gradients up to float rounding, so ``sae.save_inference
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -35,10 +36,11 @@ class _SparseDecode(torch.autograd.Function):
     ``pre_i = sae_in[row_i] . W_enc[:, col_i] + b_enc[col_i]`` (with ``sae_in = x - b_dec`` when
     ``b_dec_in`` is given) was computed densely without a graph by the caller; the backward pass
     differentiates it with respect to ``W_enc``, ``b_enc``, ``W_dec`` and ``b_dec`` touching only
-    the selected (row, col) pairs, as sparse-times-dense products (MKL/cuSPARSE CSR kernels). ``f``
-    is ReLU for the main reconstruction and the identity for the auxiliary (dead-latent) one, as in
-    sae_lens. Entries are sorted by row, and by column within a row; ``crow`` are the CSR row
-    pointers. The input activations get no gradient (they are data).
+    the selected (row, col) pairs: one sampled dense-dense product (SDDMM) for the activations'
+    gradients, and ``embedding_bag`` sums over the pairs grouped by latent for the two weight
+    gradients. ``f`` is ReLU for the main reconstruction and the identity for the auxiliary
+    (dead-latent) one, as in sae_lens. Entries are sorted by row, and by column within a row;
+    ``crow`` are the CSR row pointers. The input activations get no gradient (they are data).
     """
 
     @staticmethod
@@ -60,28 +62,30 @@ class _SparseDecode(torch.autograd.Function):
         sae_in, W_enc, W_dec, acts, crow, cols = ctx.saved_tensors
         n_rows, d_sae = sae_in.shape[0], W_dec.shape[0]
         grad_out = grad_out.contiguous()
-        # d loss / d act_i = grad_out[row_i] . W_dec[col_i]: a sampled dense-dense product (SDDMM)
+        # d loss / d act_i = grad_out[row_i] . W_dec[col_i]
         pattern = torch.sparse_csr_tensor(
             crow, cols, torch.zeros_like(acts), (n_rows, d_sae), check_invariants=False
         )
         grad_acts = torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t()).values()
         grad_pre = grad_acts * (acts > 0) if ctx.relu else grad_acts
-        # the transposed pattern [d_sae, n_rows] (sorted by latent) serves both weight gradients
+        # the pairs grouped by latent (rows ascending within a latent): one bag per latent
         rows = torch.repeat_interleave(
             torch.arange(n_rows, device=cols.device), crow.diff(), output_size=cols.numel()
         )
-        order = torch.argsort(cols * n_rows + rows)
-        crow_t = torch.zeros(d_sae + 1, dtype=crow.dtype, device=crow.device)
-        crow_t[1:] = torch.cumsum(torch.bincount(cols, minlength=d_sae), 0)
+        order = torch.argsort(cols, stable=True)
         rows_t = rows[order]
+        offsets = torch.zeros(d_sae, dtype=crow.dtype, device=crow.device)
+        offsets[1:] = torch.cumsum(torch.bincount(cols, minlength=d_sae), 0)[:-1]
 
-        def transposed(values: torch.Tensor) -> torch.Tensor:
-            return torch.sparse_csr_tensor(
-                crow_t, rows_t, values[order], (d_sae, n_rows), check_invariants=False
+        def by_latent(table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+            """``[d_sae, d]``: row ``c`` sums ``weights_i * table[row_i]`` over pairs of ``c``."""
+            return F.embedding_bag(
+                rows_t, table, offsets, mode="sum", per_sample_weights=weights[order]
             )
 
-        grad_W_dec = transposed(acts) @ grad_out  # W_dec[col_i] += act_i * grad_out[row_i]
-        grad_W_enc = (transposed(grad_pre) @ sae_in).t()  # W_enc[:, col_i] += g_i * sae_in[row_i]
+        grad_W_dec = by_latent(grad_out, acts)  # W_dec[col_i] += act_i * grad_out[row_i]
+        # W_enc[:, col_i] += g_i * sae_in[row_i], written in W_enc's own layout
+        grad_W_enc = by_latent(sae_in, grad_pre).t().contiguous()
         grad_b_enc = torch.zeros(d_sae, dtype=acts.dtype, device=acts.device)
         grad_b_enc.index_add_(0, cols, grad_pre)
         # sae_in = x - b_dec: summed over rows, d loss / d b_dec = -W_enc @ grad_b_enc
@@ -110,6 +114,19 @@ def supports_fast_step(sae: object) -> bool:
     )
 
 
+_FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """sae_lens's optimizer (``torch.optim.Adam``, default betas) with torch's fused kernel where
+    every parameter is a float tensor on a CPU or CUDA device: the same update rule in one pass
+    over each tensor instead of about ten elementwise passes (about 5x faster on CPU at SAE
+    sizes). Its state dict has the same entries."""
+    params = list(params)
+    fused = all(p.device.type in _FUSED_ADAM_DEVICES and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=True if fused else None)
+
+
 def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
@@ -121,6 +138,32 @@ def _select_per_row(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Te
     cols = score.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values.flatten()
     rows = torch.arange(score.shape[0], device=score.device).repeat_interleave(k)
     return rows, cols
+
+
+CHUNK_ELEMENTS = 1 << 22
+"""Scores per block of rows in the TopK encoder (16 MB in float32): the block stays in cache
+between the matmul that writes it and the top-k that reads it, and its buffer is reused."""
+
+
+def _encode_top_k(
+    sae_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's top ``k`` of ``sae_in @ W + b``: ``(cols, scores)``, both ``[n, k]``, columns
+    ascending within a row. The dense scores are computed a block of rows at a time into one
+    buffer and never exist whole."""
+    n, d_sae = sae_in.shape[0], W.shape[1]
+    block = max(1, CHUNK_ELEMENTS // d_sae)
+    buffer = sae_in.new_empty(min(n, block), d_sae)
+    cols = torch.empty(n, k, dtype=torch.int64, device=sae_in.device)
+    scores = sae_in.new_empty(n, k)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        score = torch.addmm(b, sae_in[start:stop], W, out=buffer[: stop - start])
+        values, indices = score.topk(k, dim=-1, sorted=False)
+        indices, order = indices.sort(dim=-1)
+        cols[start:stop] = indices
+        torch.gather(values, 1, order, out=scores[start:stop])
+    return cols, scores
 
 
 def fast_training_step(
@@ -138,17 +181,20 @@ def fast_training_step(
         if cfg.rescale_acts_by_decoder_norm:
             # score = pre * ||W_dec||: fold the norm into the (small) weights, not the big output
             norm = sae.W_dec.norm(dim=-1)
-            score = torch.addmm(sae.b_enc * norm, sae_in, sae.W_enc * norm)
+            w_score, b_score = sae.W_enc * norm, sae.b_enc * norm
         else:
             norm = None
-            score = torch.addmm(sae.b_enc, sae_in, sae.W_enc)  # the one dense matmul
+            w_score, b_score = sae.W_enc, sae.b_enc
         if isinstance(sae, BatchTopKTrainingSAE):
+            score = torch.addmm(b_score, sae_in, w_score)  # the one dense matmul
             flat = score.relu_().flatten().topk(int(cfg.k * batch), sorted=False).indices
             flat = flat.sort().values  # row-major: sorted by row, then column
             rows, cols = flat // d_sae, flat % d_sae
+            selected = score[rows, cols]
         else:
-            rows, cols = _select_per_row(score, cfg.k)
-        selected = score[rows, cols]
+            cols_2d, scores = _encode_top_k(sae_in, w_score, b_score, cfg.k)
+            rows = torch.arange(batch, device=x.device).repeat_interleave(cfg.k)
+            cols, selected = cols_2d.flatten(), scores.flatten()
         # with decoder-norm rescaling relu(pre * n) / n == relu(pre): decode with the raw pre
         pre_selected = selected / norm[cols] if norm is not None else selected
     recon = _SparseDecode.apply(

@@ -27,7 +27,7 @@ from interp.errors import VSFAError
 from interp.sae.checkpoint import Checkpoint, save_checkpoint
 from interp.sae.config import SAETrainConfig
 from interp.sae.distributed import DataParallel
-from interp.sae.fast import fast_training_step, supports_fast_step
+from interp.sae.fast import fast_training_step, make_adam, supports_fast_step
 
 
 @dataclass
@@ -173,7 +173,7 @@ def fit(
     (:mod:`interp.sae.distributed`); only rank 0 writes checkpoints and logs.
     """
     step_fn: StepFn = fast_step if config.fast_step and supports_fast_step(sae) else sae_lens_step
-    optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr)
+    optimizer = make_adam(sae.parameters(), config.lr)
     scheduler, coefficients = _schedulers(sae, optimizer, config, total_steps)
     fired_ago = torch.zeros(sae.cfg.d_sae, device=sae.W_dec.device)
     history: list[dict[str, float]] = []
