@@ -14,6 +14,8 @@ row for row the one a single process writes.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,23 @@ def same_slice(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return all(existing.get(key) == wanted.get(key) for key in keys)
 
 
+def rank_done(out: Path, part: dict[str, Any], world_size: int) -> bool:
+    """Rank ``part["rank"]``'s folder holds its finished slice."""
+    path = out / rank_folder(part["rank"]) / MANIFEST
+    if not path.exists():
+        return False
+    done = read_json(path)
+    return bool(done.get("complete")) and same_slice(done, {**part, "world_size": world_size})
+
+
+def wait_until(ready: Callable[[], bool], poll_s: float = 0.5) -> None:
+    """Return once ``ready()`` holds. The ranks wait for each other through the folder, not a
+    collective: a rank done long before the slowest must not hit the group's timeout (10
+    minutes on NCCL), and a rank that dies stops the whole launch (torchrun ends the others)."""
+    while not ready():
+        time.sleep(poll_s)
+
+
 def merge_ranks(out: Path, manifest: dict[str, Any], slices: list[dict[str, Any]]) -> None:
     """Write ``out``'s ``tokens.safetensors``, ``prompts.jsonl`` and finally its complete
     ``manifest.json`` over the finished rank folders, in rank (= prompt) order."""
@@ -73,9 +92,9 @@ def merge_ranks(out: Path, manifest: dict[str, Any], slices: list[dict[str, Any]
     described = []
     for part in slices:
         folder = rank_folder(part["rank"])
-        done = read_json(out / folder / MANIFEST)
-        if not done.get("complete") or not same_slice(done, {**part, "world_size": len(slices)}):
+        if not rank_done(out, part, len(slices)):
             raise VSFAError(f"{out / folder} is not a finished cache of rank {part['rank']}")
+        done = read_json(out / folder / MANIFEST)
         tokens = load_file(str(out / folder / "tokens.safetensors"))
         for col in TOKEN_COLUMNS:
             columns[col].append(tokens[col])

@@ -34,10 +34,12 @@ from interp.cache.ranks import (
     RANKS,
     batch_starts,
     merge_ranks,
+    rank_done,
     rank_folder,
     rank_manifest,
     rank_slices,
     same_slice,
+    wait_until,
 )
 from interp.cache.store import (
     CACHE_DTYPES,
@@ -54,7 +56,7 @@ from interp.fingerprint import Fingerprints, known_stats, model_inputs
 from interp.hooks.native import run_with_cache
 from interp.hooks.points import hook_point
 from interp.models.vlm import VLM
-from interp.parallel import Ranks, barrier, broadcast_object, process_group
+from interp.parallel import Ranks, broadcast_object, process_group
 
 
 # ---- token bookkeeping ---------------------------------------------------------------------------
@@ -258,12 +260,19 @@ def _cache_ranks(
         plan = broadcast_object(plan, ranks)
         if "error" in plan:
             raise VSFAError(plan["error"])
-        if not plan["done"]:
-            _cache_rank(vlm, prompt_list, config, plan["manifest"], slices[ranks.rank], ranks)
-            barrier(ranks)
-            if ranks.is_main:
-                merge_ranks(out, plan["manifest"], slices)
-        barrier(ranks)  # no rank returns before the folder is complete
+        if not (out / MANIFEST).exists():
+            raise VSFAError(
+                f"--out {out}: rank {ranks.rank} does not see the folder rank 0 writes; give a "
+                "folder every process sees (a shared filesystem)"
+            )
+        if plan["done"]:
+            return out
+        _cache_rank(vlm, prompt_list, config, plan["manifest"], slices[ranks.rank], ranks)
+        if ranks.is_main:
+            wait_until(lambda: all(rank_done(out, p, ranks.world_size) for p in slices))
+            merge_ranks(out, plan["manifest"], slices)
+        else:  # no rank returns before the folder is complete
+            wait_until(lambda: bool(read_json(out / MANIFEST).get("complete")))
     return out
 
 
