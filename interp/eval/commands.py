@@ -32,15 +32,17 @@ def eval_command(
     """Generate, judge and score a model on local benchmark copies (resumes after a crash)."""
     from interp.data.benchmarks import load_benchmarks
     from interp.eval.run import resolve_defense
+    from interp.eval.shards import on_main
     from interp.eval.table import format_metric
     from interp.models.loading import resolve_device
     from interp.parallel import process_group
 
     items = load_benchmarks(bench, config.per_category, config.subsample_seed)
     defense_name, _ = resolve_defense(config.defense)
-    judge = config.make_judge()
-    # under torchrun: join the group (each rank on its own GPU) before the model loads
+    # under torchrun: join the group (each rank on its own GPU) before the models load; only
+    # rank 0 judges, so only it loads the judge
     with process_group(str(resolve_device(config.device)), command="eval") as ranks:
+        judge = on_main(ranks, config.make_judge, share=False)
         metrics = _load_and_evaluate(config, items, judge, defense_name)
     if not ranks.is_main:
         return
@@ -56,7 +58,7 @@ def eval_command(
 
 
 def _load_and_evaluate(
-    config: EvalConfig, items: list, judge: object, defense_name: str | None
+    config: EvalConfig, items: list, judge: object | None, defense_name: str | None
 ) -> dict:
     """Load the model and evaluate it (inside the launch's process group)."""
     from interp.eval.run import evaluate

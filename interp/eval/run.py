@@ -99,7 +99,7 @@ def evaluate(
     items: Sequence[BenchmarkItem],
     out_dir: str | os.PathLike,
     *,
-    judge: Judge | str,
+    judge: Judge | str | None,
     generation: GenerationConfig | None = None,
     defense: str | None = None,
     hooks: Sequence[HookFactory] = (),
@@ -113,7 +113,8 @@ def evaluate(
     """Evaluate ``vlm`` on ``items`` into ``out_dir`` and return the ``metrics.json`` dict.
 
     Args:
-        judge: a judge object, or its spec (``keyword``, ``llm:PATH``, a registered name ...).
+        judge: a judge object, or its spec (``keyword``, ``llm:PATH``, a registered name ...);
+            under ``torchrun`` only rank 0 judges, the other ranks may pass ``None``.
         generation: decoding settings (greedy by default).
         defense: ``adashield``, a defense prompt ``.txt`` file, or ``None``; its text is appended
             to every user prompt.
@@ -129,10 +130,6 @@ def evaluate(
     """
     if not items:
         raise VSFAError("nothing to evaluate: the benchmark item list is empty")
-    if isinstance(judge, str):
-        from interp.eval.judges import make_judge
-
-        judge = make_judge(judge, quiet=quiet)
     generation = generation or GenerationConfig()
     out = Path(out_dir)
     defense_name, defense_text = resolve_defense(defense)
@@ -143,25 +140,30 @@ def evaluate(
         "seed": None,
         **(label or {}),
     }
-    config = {
-        "model": vlm.name_or_path,
-        "adapter": vlm.adapter_path,
-        "generation": asdict(generation),
-        "system": system,
-        "defense": defense_name,
-        "defense_text": defense_text,
-        "judge": {"name": judge.name, "config": judge.config()},
-        "label": label,
-        "hooks": len(hooks),
-        "n_boot": n_boot,
-        "items": json_sha256([item.to_dict() for item in items]),
-    }
-    with (
-        process_group(str(getattr(vlm, "device", "cpu")), command="eval") as ranks,
-        ExitStack() as stack,
-    ):
+    device = str(getattr(vlm, "device", "cpu"))
+    with process_group(device, command="eval") as ranks, ExitStack() as stack:
+        if isinstance(judge, str):
+            from interp.eval.judges import make_judge
+
+            spec = judge
+            judge = on_main(ranks, lambda: make_judge(spec, quiet=quiet), share=False)
 
         def prepare() -> tuple[dict[str, Any], dict[str, Any] | None]:
+            if judge is None:
+                raise VSFAError("evaluate needs a judge on rank 0")
+            config = {
+                "model": vlm.name_or_path,
+                "adapter": vlm.adapter_path,
+                "generation": asdict(generation),
+                "system": system,
+                "defense": defense_name,
+                "defense_text": defense_text,
+                "judge": {"name": judge.name, "config": judge.config()},
+                "label": label,
+                "hooks": len(hooks),
+                "n_boot": n_boot,
+                "items": json_sha256([item.to_dict() for item in items]),
+            }
             stack.enter_context(stage_folder(out))  # rank 0 holds the lock to the end
             prints = Fingerprints(known_stats(out / MANIFEST))
             inputs = content_inputs(vlm, prints)

@@ -75,11 +75,13 @@ def part_path(out: Path, rank: int) -> Path:
 
 
 def part_files(out: Path) -> list[Path]:
-    """The rank files beside ``out`` (of any process count), in rank order."""
-    pattern = re.compile(rf"{re.escape(out.stem)}\.rank(\d+){re.escape(out.suffix)}")
-    found = [(m, p) for p in out.parent.glob(f"{out.stem}.rank*{out.suffix}")
-             if (m := pattern.fullmatch(p.name))]  # fmt: skip
-    return [p for m, p in sorted(found, key=lambda pair: int(pair[0].group(1)))]
+    """The rank files beside ``out`` (of any process count; those with only a ``.meta.json``
+    too), in rank order."""
+    stem, suffix = re.escape(out.stem), re.escape(out.suffix)
+    pattern = re.compile(rf"{stem}\.rank(\d+)(?:{suffix}|\.meta\.json)")
+    found = (pattern.fullmatch(path.name) for path in out.parent.glob(f"{out.stem}.rank*"))
+    ranks = {int(match.group(1)) for match in found if match}
+    return [part_path(out, rank) for rank in sorted(ranks)]
 
 
 def _lines(records: Sequence[dict[str, Any]]) -> str:
@@ -90,11 +92,10 @@ def _identity(record: dict[str, Any]) -> tuple[Any, Any]:
     return record["key"], record.get("sample", 0)
 
 
-def _gather(out: Path, key: str | None) -> list[dict[str, Any]]:
+def _collect(out: Path, key: str | None) -> tuple[list[dict[str, Any]], list[Path]]:
     """The records of ``out`` then of the rank files made from the setup ``key`` (none when
-    ``key`` is None), each (key, sample) once, written to ``out``; the rank files are removed
-    after."""
-    records = read_generations(out)
+    ``key`` is None), each (key, sample) once; and every rank file there."""
+    records = read_generations(out)  # also repairs a torn last line
     seen = {_identity(r) for r in records}
     parts = part_files(out)
     for part in parts:
@@ -105,18 +106,23 @@ def _gather(out: Path, key: str | None) -> list[dict[str, Any]]:
             if _identity(record) not in seen:
                 seen.add(_identity(record))
                 records.append(record)
-    if parts:
-        write_text_atomic(out, _lines(records))
-        for part in parts:
-            part.unlink(missing_ok=True)
-            meta_path(part).unlink(missing_ok=True)
-    return records
+    return records, parts
+
+
+def _fold(out: Path, records: Sequence[dict[str, Any]], parts: Sequence[Path]) -> None:
+    """Write ``records`` to ``out``, then remove the rank files ``parts`` (a kill in between
+    leaves records twice, which reading keeps once)."""
+    write_text_atomic(out, _lines(records))
+    for part in parts:
+        part.unlink(missing_ok=True)
+        meta_path(part).unlink(missing_ok=True)
 
 
 def _merge(out: Path, pairs: Sequence[tuple[BenchmarkItem, int]], key: str) -> list[dict]:
     """Write ``out`` from itself and every rank's file, records of ``pairs`` in pair order
     (records of other items, left by an earlier run, first); return the records of ``pairs``."""
-    by_identity = {_identity(r): r for r in _gather(out, key)}
+    records, parts = _collect(out, key)
+    by_identity = {_identity(r): r for r in records}
     wanted = [(item.key, s) for item, s in pairs]
     missing = [name for name in wanted if name not in by_identity]
     if missing:
@@ -124,7 +130,7 @@ def _merge(out: Path, pairs: Sequence[tuple[BenchmarkItem, int]], key: str) -> l
     chosen = set(wanted)
     extras = [r for name, r in by_identity.items() if name not in chosen]
     ordered = [by_identity[name] for name in wanted]
-    write_text_atomic(out, _lines(extras + ordered))
+    _fold(out, extras + ordered, parts)
     return ordered
 
 
@@ -159,7 +165,9 @@ def generate_sharded(
             )  # fmt: skip
             meta = meta_path(out)
             earlier = read_json(meta).get("key") if meta.exists() else None
-            _gather(out, earlier)  # the earlier run's rank files; repairs a torn last line
+            records, parts = _collect(out, earlier)  # what an earlier run left
+            if parts:
+                _fold(out, records, parts)
             check_setup(out, fingerprint, overwrite, quiet)  # then resume as one process does
             return json_sha256(fingerprint), fingerprint
 

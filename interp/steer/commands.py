@@ -31,7 +31,10 @@ def steer_command(
     from interp.data.benchmarks import load_benchmarks
     from interp.eval.generation import GenerationConfig
     from interp.eval.judges import make_judge
+    from interp.eval.shards import on_main
     from interp.models import load_vlm
+    from interp.models.loading import resolve_device
+    from interp.parallel import process_group
     from interp.sae import load_sae
     from interp.steer.modes import steering_mode
     from interp.steer.report import render_markdown
@@ -44,20 +47,25 @@ def steer_command(
     generation = GenerationConfig(
         max_new_tokens=max_new_tokens, batch_size=batch_size, seed=config.seed
     )
-    judge_impl = make_judge(
-        judge, device=device, dtype=dtype, batch_size=batch_size, quiet=config.quiet
-    )
-    vlm = load_vlm(
-        model, device=device, dtype=dtype, adapter=adapter, device_map=config.device_map,
-        max_memory=config.max_memory,
-    )  # fmt: skip
-    sae_model = load_sae(sae, device=str(vlm.device))
-    label = {
-        "model": Path(model.rstrip("/")).name or model,
-        "adapter": str(adapter) if adapter else None,
-    }
-    result = steer_sweep(vlm, items, sae_model, judge_impl, out, config, generation=generation,
-                         label=label)  # fmt: skip
+    # under torchrun: join the group (each rank on its own GPU) before the models load; only
+    # rank 0 judges, so only it loads the judge
+    with process_group(str(resolve_device(device)), command="steer") as ranks:
+        judge_impl = on_main(ranks, lambda: make_judge(
+            judge, device=device, dtype=dtype, batch_size=batch_size, quiet=config.quiet
+        ), share=False)  # fmt: skip
+        vlm = load_vlm(
+            model, device=device, dtype=dtype, adapter=adapter, device_map=config.device_map,
+            max_memory=config.max_memory,
+        )  # fmt: skip
+        sae_model = load_sae(sae, device=str(vlm.device))
+        label = {
+            "model": Path(model.rstrip("/")).name or model,
+            "adapter": str(adapter) if adapter else None,
+        }
+        result = steer_sweep(vlm, items, sae_model, judge_impl, out, config,
+                             generation=generation, label=label)  # fmt: skip
+    if not ranks.is_main:
+        return
     typer.echo(render_markdown(result))
     typer.echo(f"wrote {out}/steering.json and {out}/steering.md")
 
