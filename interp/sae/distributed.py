@@ -82,29 +82,31 @@ class DataParallel:
     ) -> dict[str, float]:
         """Loss, FVU, L0 and the loss terms of the global batch from every rank's part
         (``result`` None: this rank had no rows)."""
-        names = sorted(result.losses) if result is not None else None
+        names = list(result.losses) if result is not None else None
         names = _agree_on_names(names, self.ranks)
         x = part.double()
-        values = torch.zeros(4 + len(names) + part.shape[1], dtype=torch.float64)
+        # [rows, weighted loss, weighted L0, squared error, sum x^2, weighted terms..., sum x]
+        values = torch.zeros(5 + len(names) + part.shape[1], dtype=torch.float64)
+        values[0] = part.shape[0]
         if result is not None:
-            values[0] = weight * float(result.loss.detach())
-            values[1] = weight * result.l0
-            values[2] = float((result.sae_out.detach().double() - x).pow(2).sum())
-            values[3] = float(x.pow(2).sum())
+            values[1] = weight * float(result.loss.detach())
+            values[2] = weight * result.l0
+            values[3] = float((result.sae_out.detach().double() - x).pow(2).sum())
+            values[4] = float(x.pow(2).sum())
             for i, name in enumerate(names):
-                values[4 + i] = weight * float(result.losses[name].detach())
-            values[4 + len(names) :] = x.sum(0).cpu()
-        rows = self._sum(torch.tensor([float(part.shape[0])], dtype=torch.float64)).item()
+                values[5 + i] = weight * float(result.losses[name].detach())
+            values[5 + len(names) :] = x.sum(0).cpu()
         values = self._sum(values.to(self.device)).cpu()
-        mean = values[4 + len(names) :] / max(rows, 1.0)
-        variance = float(values[3] - rows * mean.pow(2).sum())
+        rows = float(values[0])
+        mean = values[5 + len(names) :] / max(rows, 1.0)
+        variance = float(values[4] - rows * mean.pow(2).sum())
         entry = {
             "step": step,
-            "loss": float(values[0]),
-            "fvu": float(values[2]) / max(variance, 1e-12),
-            "l0": float(values[1]),
+            "loss": float(values[1]),
+            "fvu": float(values[3]) / max(variance, 1e-12),
+            "l0": float(values[2]),
         }
-        entry.update({name: float(values[4 + i]) for i, name in enumerate(names)})
+        entry.update({name: float(values[5 + i]) for i, name in enumerate(names)})
         return entry
 
 
