@@ -177,16 +177,18 @@ def run_with_cache(
     """One forward that returns the activations at ``hook_names`` (``[batch, seq, d]`` each).
 
     With ``stop_early`` the forward ends right after the deepest requested hook, so caching an
-    early layer costs only the layers up to it.
+    early layer costs only the layers up to it. The activations come back on the device of the
+    inputs (:attr:`VLM.device`), whichever device a device map ran their layer on.
     """
     for name in hook_names:
         hook_point(vlm, name)  # a bad name is an error before the forward
     cache: dict[str, torch.Tensor] = {}
     wanted = set(hook_names)
+    device = vlm.device
 
     def recorder(name: str) -> HookFn:
         def record(value: torch.Tensor) -> None:
-            cache[name] = value.detach()
+            cache[name] = value.detach().to(device)
             if stop_early and len(cache) == len(wanted):
                 raise _StopForward
 

@@ -81,13 +81,13 @@ def generate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Greedy chat generation for a few prompts (with optional images)."""
+    check_placement(device_map, max_memory)  # bad values fail before anything loads
     from interp.images import open_image
     from interp.models import load_vlm
 
     model = _model(model_arg, model)
     if quiet:
         quiet_libraries()
-    check_placement(device_map, max_memory)  # bad values fail before any image is read
     images = [open_image(path) for path in image] if image else [None] * len(prompt)
     if len(images) != len(prompt):
         raise VSFAError(f"got {len(images)} --image for {len(prompt)} --prompt; give one each")

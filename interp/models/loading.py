@@ -197,6 +197,7 @@ def load_vlm(
         )
         model.to(torch_device)
     else:
+        _check_map(model_class, config, placement)
         model = _dispatched(
             model_class, weights_path, torch_dtype, trust_remote_code, placement,
             parse_max_memory(max_memory), offload_folder,
@@ -249,6 +250,36 @@ def offloaded(model: torch.nn.Module) -> bool:
     CPU for a GPU model, or on disk)."""
     placed = set(getattr(model, "hf_device_map", {}).values())
     return "disk" in placed or ("cpu" in placed and len(placed) > 1)
+
+
+def _check_map(model_class: Any, config: Any, placement: DeviceMap) -> None:
+    """An explicit map names modules of this model and places every weight (checked on an
+    empty-weight copy, before anything is read)."""
+    if not isinstance(placement, dict) or set(placement) == {""}:
+        return
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        skeleton = model_class._from_config(config)
+    modules = dict(skeleton.named_modules())
+    unknown = [key for key in placement if key and key not in modules]
+    if unknown:
+        top = ", ".join(name for name, _ in skeleton.named_children())
+        raise VSFAError(
+            f"--device-map names {unknown[0]!r}, which is not a module of this model "
+            f"(its top-level modules: {top})"
+        )
+    if "" in placement:
+        return
+    unplaced = [
+        name for name, _ in skeleton.named_parameters()
+        if not any(name.startswith(f"{key}.") for key in placement)
+    ]  # fmt: skip
+    if unplaced:
+        raise VSFAError(
+            f"--device-map places no module holding {unplaced[0]!r} ({len(unplaced)} weights "
+            "unplaced); add its module, or '' for everything not named"
+        )
 
 
 def _dispatched(
