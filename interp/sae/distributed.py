@@ -14,16 +14,42 @@ loss, FVU and L0 are those of the global batch (:meth:`DataParallel.log_entry`).
 
 :meth:`DataParallel.check_replicas` compares the ranks' parameters (a float64 checksum per
 tensor) at every checkpoint and at the end, and refuses to save diverged replicas.
+
+While rank 0 saves and evaluates the SAE (the spliced CE/KL loads the model) the other ranks
+wait in :func:`wait_for_main`, on a gloo group made before training with a timeout of
+:data:`WAIT_HOURS`: the default group's timeout (NCCL's is 10 minutes) would end them first.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import torch
 
 from interp.errors import VSFAError
 from interp.parallel import Ranks, gather_objects, shard_bounds
+
+WAIT_HOURS = 24
+"""How long the other ranks wait for rank 0 to save and evaluate the SAE."""
+
+
+def waiting_group(ranks: Ranks) -> Any:
+    """A gloo group with a :data:`WAIT_HOURS` timeout for :func:`wait_for_main`; every rank makes
+    it at the same point (before training). None for one process."""
+    if not ranks.distributed:
+        return None
+    import torch.distributed as dist
+
+    return dist.new_group(backend="gloo", timeout=timedelta(hours=WAIT_HOURS))
+
+
+def wait_for_main(ranks: Ranks, group: Any) -> None:
+    """Every rank waits here until rank 0 gets here too (after writing what covers all ranks)."""
+    if ranks.distributed:
+        import torch.distributed as dist
+
+        dist.barrier(group=group)
 
 
 class DataParallel:

@@ -22,7 +22,7 @@ from interp.cache.store import ActivationStore
 from interp.cache.stream import ActivationStream
 from interp.errors import VSFAError
 from interp.models.loading import resolve_device
-from interp.parallel import Ranks, barrier, broadcast_object, process_group
+from interp.parallel import Ranks, broadcast_object, process_group
 from interp.sae.checkpoint import (
     FOLDER,
     Checkpoint,
@@ -31,7 +31,7 @@ from interp.sae.checkpoint import (
     remove_checkpoint,
 )
 from interp.sae.config import SAETrainConfig
-from interp.sae.distributed import DataParallel
+from interp.sae.distributed import DataParallel, wait_for_main, waiting_group
 from interp.sae.fit import FitResult, fit
 from interp.sae.metadata import sae_metadata
 from interp.sae.saes import build_sae, load_sae, save_sae
@@ -122,14 +122,15 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
         )
         sae = build_sae(config, stream.d_model, device, metadata)
         run = _Run(config, out, stream, stores, hook_name, _settings(config, stores, hook_name))
+        waiting = waiting_group(ranks)
         if not ranks.is_main:
             run.train(sae, ranks, device)
-            barrier(ranks)  # rank 0 has written the SAE and its metrics
+            wait_for_main(ranks, waiting)  # rank 0 has written the SAE and its metrics
             return out
         with stage_folder(out, (FOLDER,)):
             run.train(sae, ranks, device)
             run.save(sae, ranks, vlm, evaluate, device)
-        barrier(ranks)
+        wait_for_main(ranks, waiting)
         return out
 
 
