@@ -155,13 +155,16 @@ def test_offloaded_generation_and_activations_equal_the_plain_load(
         assert torch.equal(got[hook], want[hook]), hook
     assert torch.equal(placed.unembedding(), plain.unembedding())
 
-    # steering an offloaded layer: the vector meets the layer's output where it runs
+    # steering an offloaded layer: the vector meets the layer's output where it runs; the
+    # prompt / generated split reads the KV cache of the dispatched model the same way
     direction = torch.randn(plain.d_model, generator=torch.Generator().manual_seed(0))
-    with add_direction(plain, f"blocks.{last}.hook_resid_post", direction, 50.0):
-        steered = plain.generate(images, prompts, max_new_tokens=6)
-    with add_direction(placed, f"blocks.{last}.hook_resid_post", direction, 50.0):
-        assert placed.generate(images, prompts, max_new_tokens=6) == steered
-    assert steered != expected
+    for positions in ("all", "generated"):
+        with add_direction(plain, f"blocks.{last}.hook_resid_post", direction, 50.0, positions):
+            steered = plain.generate(images, prompts, max_new_tokens=6)
+        with add_direction(placed, f"blocks.{last}.hook_resid_post", direction, 50.0, positions):
+            assert placed.generate(images, prompts, max_new_tokens=6) == steered, positions
+        if positions == "all":
+            assert steered != expected
 
 
 def test_generate_command_with_a_device_map_prints_the_plain_text(tiny_model_dir, tmp_path):
