@@ -56,7 +56,7 @@ def test_joint_stream_hands_each_hook_the_batches_of_its_own_stream(acts, normal
     for hook in HOOKS:
         alone = ActivationStream([acts], hook, **options)
         assert joint.alone[hook].scaling_factor == alone.scaling_factor
-        for start in (0, 5, joint.batches_per_epoch + 1):
+        for start in (0, 5, alone.batches_per_epoch + 1):
             got = [batch[hook] for batch in joint.iter_from(start)]
             expected = list(alone.iter_from(start))
             assert len(got) == len(expected) > 0

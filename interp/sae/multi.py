@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from interp.artifacts import (
@@ -98,34 +97,28 @@ def single(config: SAETrainConfig) -> SAETrainConfig:
     return replace(config, hook_name=hooks[0] if hooks else None, width=width[0], k=k[0])
 
 
-class JointStream(ActivationStream):
+class JointStream:
     """Batches of several hooks' activations of the same rows, as ``{hook: [batch, d]}``.
 
-    The folders' chunks are read once for all ``hooks`` (one ``safe_open`` per chunk), pooled
-    and shuffled exactly as :class:`ActivationStream` does, so each hook's batches are the ones
-    its own stream (same seed, batch and buffer sizes) yields, scaled by its own factor. The
-    buffer holds ``buffer_rows`` rows of every hook. :attr:`alone` holds those streams (their
-    row counts, widths and scaling factors).
+    Each hook's batches are those of its own :class:`ActivationStream` (:attr:`alone`: same
+    folders, seed, batch and buffer sizes, its own scaling factor), drawn in step: the streams
+    shuffle by the same seeded permutations of the same row counts, so batch ``i`` of every hook
+    holds the same rows. Every hook's rows are read once per pass, however many SAEs read them.
     """
 
     def __init__(self, dirs: Sequence[str], hooks: Sequence[str], **options: Any):
         self.hooks = list(dict.fromkeys(hooks))
         self.alone = {hook: ActivationStream(dirs, hook, **options) for hook in self.hooks}
-        super().__init__(dirs, self.hooks[0], **{**options, "normalize": "none"})
-        self.widths = [self.alone[hook].d_model for hook in self.hooks]
+        self.rows = self.alone[self.hooks[0]].rows
 
-    def _read(self, chunk: tuple[Path, int, int]) -> torch.Tensor:
-        file, start, stop = chunk
-        with safe_open(str(file), framework="pt") as handle:
-            parts = [handle.get_slice(hook)[start:stop].float() for hook in self.hooks]
-        return torch.cat(parts, dim=1)
+    def iter_from(self, step: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """The batches after the first ``step`` (:meth:`ActivationStream.iter_from`)."""
+        streams = [self.alone[hook].iter_from(step) for hook in self.hooks]
+        for batches in zip(*streams):
+            yield dict(zip(self.hooks, batches))
 
-    def _prepare(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        parts = batch.split(self.widths, dim=1)
-        return {
-            hook: self.alone[hook]._prepare(part.contiguous())
-            for hook, part in zip(self.hooks, parts)
-        }
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self.iter_from(0)
 
 
 class _Stopped(BaseException):
