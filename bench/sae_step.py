@@ -96,10 +96,10 @@ def bench_sae_lens(args: argparse.Namespace) -> Step:
 
 
 def bench_fast(args: argparse.Namespace) -> Step:
-    from interp.sae.fast import fast_training_step
+    from interp.sae.fast import fast_training_step, make_adam
 
     sae = _sae_lens_sae(args)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=args.lr)
+    optimizer = make_adam(sae.parameters(), args.lr)  # fit's optimizer: fused Adam
     x = torch.randn(args.batch, args.d_in)
     fired = torch.zeros(args.width)
 
@@ -165,6 +165,7 @@ def main() -> None:
     for name, value in rate.items():
         print(f"{name:28s} {value:10.0f} tokens/s")
     fast = rate["interp fast step"]
+    print(f"ratio fast/dense encoder matmul: {fast / rate['dense encoder matmul only']:.2f}")
     print(f"ratio fast/sae_lens: {fast / rate['sae_lens TopKTrainingSAE']:.2f}")
     if "sparsify SparseCoder" in rate:
         print(f"ratio fast/sparsify: {fast / rate['sparsify SparseCoder']:.2f}")

@@ -59,6 +59,59 @@ def test_blocked_fast_step_matches_sae_lens(monkeypatch):
         torch.testing.assert_close(param.grad, expected[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+def _reference_columns(score: torch.Tensor, k: int) -> torch.Tensor:
+    return score.topk(k, dim=-1).indices.sort(dim=-1).values
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_group_prefilter_is_exact_on_random_scores(seed):
+    torch.manual_seed(seed)
+    score = torch.randn(64, 8 * 6 * fast.GROUP) * torch.rand(64, 1) * 3
+    assert torch.equal(fast._top_k_columns(score, 6), _reference_columns(score, 6))
+
+
+def test_group_prefilter_is_exact_when_the_top_crowds_into_few_groups():
+    torch.manual_seed(3)
+    n, k = 8 * 5 * fast.GROUP, 5
+    score = torch.randn(6, n)
+    score[0] = torch.arange(n, dtype=torch.float32)  # the top k in the last group
+    score[1] = torch.arange(n, 0, -1, dtype=torch.float32)  # ... in the first group
+    score[2, 7 : 7 + k] += 100.0  # all k in one group
+    score[3, :: fast.GROUP] += 50.0  # every group's maximum at its first column
+    score[4] = -torch.rand(n)  # all negative
+    score[5, 1] = 1e30
+    assert torch.equal(fast._top_k_columns(score, k), _reference_columns(score, k))
+
+
+def test_group_prefilter_with_ties_and_nan_keeps_topk_values():
+    n, k = 8 * 4 * fast.GROUP, 4
+    score = torch.zeros(3, n)  # row 0: all tied
+    score[1] = torch.randn(n)
+    score[1, 10] = float("nan")  # topk ranks NaN highest
+    score[2, :: fast.GROUP] = 1.0  # many tied group maxima
+    cols = fast._top_k_columns(score, k)
+    assert cols.shape == (3, k) and all(len(set(row.tolist())) == k for row in cols)
+    expected = score.topk(k, dim=-1).values
+    picked = score.gather(1, cols).sort(dim=-1, descending=True).values
+    torch.testing.assert_close(picked, expected, equal_nan=True)
+
+
+def test_fast_step_with_the_group_prefilter_matches_sae_lens(monkeypatch):
+    monkeypatch.setattr(fast, "GROUP", 4)  # 128 latents: 32 groups of 4 for k = 4
+    monkeypatch.setattr(fast, "CHUNK_ELEMENTS", 9 * 128)
+    sae = _sae(k=4)
+    x = torch.randn(60, 16) * 2
+    step_input = TrainStepInput(
+        sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0, is_logging_step=False
+    )
+    reference = sae.training_forward_pass(step_input)
+    out = fast.fast_training_step(sae, x)
+    torch.testing.assert_close(out.loss, reference.loss, rtol=1e-5, atol=1e-5)
+    dense = torch.zeros(60, 128)
+    dense[out.rows, out.cols] = out.acts
+    torch.testing.assert_close(dense, reference.feature_acts.detach().to_dense())
+
+
 def test_make_adam_is_fused_and_follows_plain_adam():
     plain_sae, fused_sae = _sae(), _sae()
     plain = torch.optim.Adam(plain_sae.parameters(), lr=1e-2)

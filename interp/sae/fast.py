@@ -144,6 +144,42 @@ CHUNK_ELEMENTS = 1 << 22
 """Scores per block of rows in the TopK encoder (16 MB in float32): the block stays in cache
 between the matmul that writes it and the top-k that reads it, and its buffer is reused."""
 
+GROUP = 32
+"""Latents per group in :func:`_top_k_columns`'s prefilter."""
+
+
+def _top_k_columns(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row's top ``k`` columns of ``score`` ``[m, n]``, ascending within a row.
+
+    On CPU with at least ``8 k`` groups of :data:`GROUP` columns this is exact and about twice
+    as fast as ``topk`` on the whole row: the ``k`` largest entries of a row lie in the ``k``
+    groups with the largest maxima, and are at least the ``k``-th largest group maximum ``t``;
+    only the entries ``>= t`` of those groups (about ``k + 2`` per row for random scores) go
+    through a final ``topk``. Rows where that leaves fewer than ``k`` (NaN) use plain ``topk``.
+    """
+    m, n = score.shape
+    groups = n // GROUP
+    if score.device.type != "cpu" or n % GROUP or groups < 8 * k:
+        return score.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
+    top = score.view(m, groups, GROUP).amax(-1).topk(k, dim=-1, sorted=False)
+    threshold = top.values.amin(-1, keepdim=True)
+    offsets = torch.arange(m, device=score.device)[:, None] * groups
+    candidates = score.view(m * groups, GROUP).index_select(0, (top.indices + offsets).flatten())
+    candidates = candidates.view(m, k * GROUP)
+    keep = candidates >= threshold
+    counts = keep.sum(-1)
+    if int(counts.min()) < k:  # NaN scores: no threshold to filter with
+        return score.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
+    rows, where = keep.nonzero(as_tuple=True)  # row-major
+    starts = torch.cumsum(counts, 0) - counts
+    padded = candidates.new_full((m, int(counts.max())), float("-inf"))
+    padded[rows, torch.arange(rows.numel(), device=rows.device) - starts[rows]] = candidates[
+        rows, where
+    ]
+    picked = where[starts[:, None] + padded.topk(k, dim=-1, sorted=False).indices]
+    cols = top.indices.gather(1, picked // GROUP) * GROUP + picked % GROUP
+    return cols.sort(dim=-1).values
+
 
 def _encode_top_k(
     sae_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int
@@ -159,10 +195,8 @@ def _encode_top_k(
     for start in range(0, n, block):
         stop = min(n, start + block)
         score = torch.addmm(b, sae_in[start:stop], W, out=buffer[: stop - start])
-        values, indices = score.topk(k, dim=-1, sorted=False)
-        indices, order = indices.sort(dim=-1)
-        cols[start:stop] = indices
-        torch.gather(values, 1, order, out=scores[start:stop])
+        cols[start:stop] = _top_k_columns(score, k)
+        torch.gather(score, 1, cols[start:stop], out=scores[start:stop])
     return cols, scores
 
 
