@@ -182,3 +182,35 @@ def test_bad_lists_are_refused_in_one_line(acts, tmp_path, overrides, message):
     with pytest.raises(VSFAError, match=message.replace("[", r"\[").replace("]", r"\]")):
         train_saes(config(acts, tmp_path / "bad", **overrides))
     assert not list((tmp_path / "bad").glob("*/sae_weights.safetensors"))
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_one_process_saes(acts, tmp_path):
+    """Under torchrun every SAE trains data-parallel as one SAE does, in the same turns on
+    every rank (their collectives stay matched), to the one-process SAEs."""
+    import os
+    import subprocess
+    import sys
+
+    options = dict(hook_name=list(HOOKS), width=[16, 24], k=2, steps=6, lr=1e-2)
+    one = train_saes(config(acts, tmp_path / "one", **options))
+    out = tmp_path / "two"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+              "--standalone", "-m", "interp.cli", "sae", "train", "--acts", str(acts),
+              "--hooks", ",".join(HOOKS), "--width", "16,24", "--k", "2", "--steps", "6",
+              "--lr", "0.01", "--batch-size", "64", "--buffer-rows", "200",
+              "--checkpoint-every", "4", "--eval-prompts", "0", "--eval-rows", "256",
+              "--device", "cpu", "-q", "-o", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    result = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=env,
+                            cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, folder in one.items():
+        got, want = _weights(out / name), _weights(folder)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], atol=1e-5, rtol=1e-4, msg=key)
+        manifest = json.loads((out / name / "manifest.json").read_text())
+        assert manifest["processes"] == 2 and manifest["complete"]
+    assert json.loads((out / "manifest.json").read_text())["complete"]
