@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from interp.cache import ActivationStore, ActivationStream, CacheConfig
+from interp.cache.ranks import rank_slices
 from interp.cache.run import cache_activations
 from interp.errors import VSFAError
 from interp.models.tiny import tiny_image
@@ -82,10 +83,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _torchrun(args: list[str], cwd: Path, *, script: str | None = None, check: bool = True):
+def _torchrun(
+    args: list[str], cwd: Path, *, script: str | None = None, check: bool = True, n: int = 2
+):
     target = ["-m", "interp.cli"] if script is None else [script]
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--standalone",
         *target, *args,
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env(), cwd=cwd)
@@ -110,6 +113,22 @@ def runs(tiny_model_dir, data, tmp_path_factory):
     one = _one_process(model, data, root / "one")
     _torchrun(_args(model, data, root / "two"), root)
     return model, one, root / "two"
+
+
+@pytest.mark.parametrize(("n", "batch", "world"), [(7, 2, 2), (3, 2, 3), (10, 3, 4), (1, 8, 2)])
+def test_rank_slices_are_whole_batches_covering_every_prompt_in_order(n, batch, world):
+    slices = rank_slices(n, batch, world)
+    assert [s["rank"] for s in slices] == list(range(world))
+    assert slices[0]["prompts"][0] == 0 and slices[-1]["prompts"][1] == n
+    assert slices[-1]["batches"][1] == -(-n // batch)
+    for before, after in zip(slices, slices[1:]):
+        assert before["prompts"][1] == after["prompts"][0]  # contiguous
+        assert before["batches"][1] == after["batches"][0]
+    for part in slices:
+        first, stop = part["batches"]
+        assert part["prompts"] == [min(first * batch, n), min(stop * batch, n)]  # on batch edges
+    sizes = [s["batches"][1] - s["batches"][0] for s in slices]
+    assert max(sizes) - min(sizes) <= 1  # balanced (a rank may have none: 3 prompts, 3 ranks)
 
 
 def _assert_same_rows(one: Path, other: Path) -> None:
@@ -261,3 +280,13 @@ def test_killed_rank_resumes_to_the_same_artifacts(runs, data, tmp_path):
     _one_process(model, data, restarted, overwrite=True)
     assert not (restarted / "ranks").exists()
     _assert_same_rows(one, restarted)
+
+
+@pytest.mark.slow
+def test_more_ranks_than_batches(tiny_model_dir, data, tmp_path):
+    model = tiny_model_dir("llava")
+    one = _one_process(model, data, tmp_path / "one", limit=3)  # 2 batches
+    _torchrun([*_args(model, data, tmp_path / "three"), "--limit", "3"], tmp_path, n=3)
+    _assert_same_rows(one, tmp_path / "three")
+    slices = json.loads((tmp_path / "three" / "manifest.json").read_text())["ranks"]
+    assert [(s["prompts"], s["rows"], s["shards"]) for s in slices][2] == ([3, 3], 0, 0)
