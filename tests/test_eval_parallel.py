@@ -135,16 +135,17 @@ main()
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("decoding", "rank", "kind", "name", "at"),
+    ("decoding", "rank", "kind", "name", "at", "rerun"),
     [
-        # rank 1 before its second batch's append: one batch of its share on disk
-        ("sampled", 1, "append", "generations.rank1.jsonl", 2),
+        # rank 1 before its second batch's append: one batch of its share on disk; the rerun
+        # is one process (it folds the rank files in)
+        ("sampled", 1, "append", "generations.rank1.jsonl", 2, 1),
         # rank 0 before it writes the merged file: every rank's share on disk, none merged
-        ("greedy", 0, "rename", "generations.jsonl", 1),
+        ("greedy", 0, "rename", "generations.jsonl", 1, 2),
     ],
 )
 def test_a_rank_killed_mid_run_then_a_rerun_gives_the_same_folder(
-    one_process, tmp_path, monkeypatch, decoding, rank, kind, name, at
+    one_process, tmp_path, monkeypatch, decoding, rank, kind, name, at, rerun
 ):
     one = one_process(decoding)
     killer = tmp_path / "killer.py"
@@ -165,8 +166,14 @@ def test_a_rank_killed_mid_run_then_a_rerun_gives_the_same_folder(
         assert not (out / "generations.jsonl").exists()
     for key in ("KILL_RANK", "KILL_KIND", "KILL_NAME", "KILL_AT"):
         monkeypatch.delenv(key)
-    _two_processes(args, tmp_path)
-    _assert_same_folder(out, one)
+    if rerun == 2:
+        _two_processes(args, tmp_path)
+        _assert_same_folder(out, one)
+    else:
+        _in_process(args)
+        for file in SAME_BYTES:
+            assert (out / file).read_bytes() == (one / file).read_bytes(), file
+        assert not list(out.glob("generations.rank*")), "rank files left after the rerun"
 
 
 def _accelerate() -> str:

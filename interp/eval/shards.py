@@ -95,7 +95,7 @@ def _identity(record: dict[str, Any]) -> tuple[Any, Any]:
 def _collect(out: Path, key: str | None) -> tuple[list[dict[str, Any]], list[Path]]:
     """The records of ``out`` then of the rank files made from the setup ``key`` (none when
     ``key`` is None), each (key, sample) once; and every rank file there."""
-    records = read_generations(out)  # also repairs a torn last line
+    records = read_generations(out)
     seen = {_identity(r) for r in records}
     parts = part_files(out)
     for part in parts:
@@ -116,6 +116,27 @@ def _fold(out: Path, records: Sequence[dict[str, Any]], parts: Sequence[Path]) -
     for part in parts:
         part.unlink(missing_ok=True)
         meta_path(part).unlink(missing_ok=True)
+
+
+def fold_earlier_ranks(out: Path) -> bool:
+    """Fold the rank files an earlier run left beside ``out`` (those made from the setup its
+    ``.meta.json`` records) into ``out`` and remove them all, so that a run with any process
+    count resumes from them (call it holding the folder's lock); whether there were any."""
+    if not part_files(out):
+        return False
+    meta = meta_path(out)
+    earlier = read_json(meta).get("key") if meta.exists() else None
+    _fold(out, *_collect(out, earlier))
+    return True
+
+
+def put_in_order(out: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Rewrite ``out`` with ``records`` in their order (records of other items, left by an
+    earlier run, first): after a one-process rerun over folded rank files, whose missing
+    batches were appended at the end."""
+    chosen = {_identity(r) for r in records}
+    extras = [r for r in read_generations(out) if _identity(r) not in chosen]
+    write_text_atomic(out, _lines(extras + list(records)))
 
 
 def _merge(out: Path, pairs: Sequence[tuple[BenchmarkItem, int]], key: str) -> list[dict]:
@@ -163,12 +184,9 @@ def generate_sharded(
                 vlm, config, system=system, suffix=suffix, hooks=hooks,
                 fingerprint_extra=fingerprint_extra,
             )  # fmt: skip
-            meta = meta_path(out)
-            earlier = read_json(meta).get("key") if meta.exists() else None
-            records, parts = _collect(out, earlier)  # what an earlier run left
-            if parts:
-                _fold(out, records, parts)
+            fold_earlier_ranks(out)
             check_setup(out, fingerprint, overwrite, quiet)  # then resume as one process does
+            read_generations(out)  # repairs a torn last line before the other ranks read it
             return json_sha256(fingerprint), fingerprint
 
         key, fingerprint = on_main(ranks, prepare)

@@ -102,7 +102,8 @@ def steer_sweep(
     seeded draw of control latents (the first ``n_random`` are used); ``label`` is added to
     every point's metrics. Every point is one ``evaluate`` folder under ``out_dir`` (resumable:
     finished points are read back, not regenerated). Under ``torchrun`` (call it on every
-    rank) the ranks share every point's generation; rank 0 judges and writes.
+    rank) the ranks share every point's generation; rank 0 judges, writes and returns the
+    sweep (the other ranks' copies hold no metrics: they do not wait for the judge).
     """
     with process_group(str(vlm.device), command="steer") as ranks:
         result = _sweep(vlm, items, sae, judge, Path(out_dir), config, generation=generation,
