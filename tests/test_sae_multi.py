@@ -222,3 +222,9 @@ def test_two_processes_train_the_one_process_saes(acts, tmp_path):
         manifest = json.loads((out / name / "manifest.json").read_text())
         assert manifest["processes"] == 2 and manifest["complete"]
     assert json.loads((out / "manifest.json").read_text())["complete"]
+
+
+def test_train_sae_refuses_several_saes_in_one_line(acts, tmp_path):
+    with pytest.raises(VSFAError, match="list several SAEs; train them with `vsfa sae train`"):
+        train_sae(config(acts, tmp_path / "one", width=[16, 24]))
+    assert not (tmp_path / "one").exists()

@@ -34,7 +34,7 @@ def train_command(
     hooks, widths or k values, one SAE each from one pass over the data."""
     from interp.artifacts import read_json
     from interp.errors import VSFAError
-    from interp.sae.multi import single, train_saes
+    from interp.sae.multi import train_saes
     from interp.sae.train import train_sae
 
     if slow_step:
@@ -44,7 +44,7 @@ def train_command(
             raise VSFAError("give --hook or --hooks, not both")
         config.hook_name = [h.strip() for part in hooks for h in part.split(",") if h.strip()]
         config.validate()
-    paths = train_saes(config).values() if config.several else [train_sae(single(config))]
+    paths = train_saes(config).values() if config.several else [train_sae(config.single())]
     for path in paths:
         metrics = read_json(path / "metrics.json")
         summary = ", ".join(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from interp.cache.config import NORMALIZE, Normalize
@@ -125,6 +125,21 @@ class SAETrainConfig:
     def several(self) -> bool:
         """Whether this trains several SAEs (several hooks, widths or k values)."""
         return max(len(listed(self.hook_name)), len(listed(self.width)), len(listed(self.k))) > 1
+
+    def single(self) -> SAETrainConfig:
+        """This config as one SAE's, one-element lists as the scalars a single run records;
+        several SAEs are refused (``vsfa sae train`` and :func:`interp.sae.multi.train_saes`
+        train them)."""
+        if self.several:
+            raise VSFAError(
+                f"{self.out}: the hooks, widths or k values list several SAEs; train them with "
+                "`vsfa sae train` or interp.sae.multi.train_saes"
+            )
+        hooks = listed(self.hook_name)
+        return replace(
+            self, hook_name=hooks[0] if hooks else None, width=listed(self.width)[0],
+            k=listed(self.k)[0],
+        )  # fmt: skip
 
     def total_steps(self, rows: int) -> int:
         """Steps to train on ``rows`` activation rows: ``steps``, ``tokens`` or one epoch."""

@@ -87,16 +87,6 @@ def sae_specs(config: SAETrainConfig, stores: Sequence[ActivationStore]) -> list
     ]
 
 
-def single(config: SAETrainConfig) -> SAETrainConfig:
-    """A config of one SAE with its one-element lists as the scalars a single run records."""
-    hooks, width, k = listed(config.hook_name), listed(config.width), listed(config.k)
-    if config.several:
-        raise VSFAError(
-            f"{config.out}: the settings describe several SAEs; train them with train_saes"
-        )
-    return replace(config, hook_name=hooks[0] if hooks else None, width=width[0], k=k[0])
-
-
 class JointStream:
     """Batches of several hooks' activations of the same rows, as ``{hook: [batch, d]}``.
 
@@ -202,7 +192,7 @@ def train_saes(
     """
     config.validate()
     if not config.several:
-        path = train_sae(single(config), vlm=vlm, evaluate=evaluate)
+        path = train_sae(config.single(), vlm=vlm, evaluate=evaluate)
         return {path.name: path}
     if config.log == "wandb":
         raise VSFAError("--log wandb logs one SAE per process; use --log tensorboard for several")

@@ -95,7 +95,7 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
     :mod:`interp.sae.distributed`): the same result as one process at the same ``batch_size``
     (the global batch); rank 0 writes the checkpoints, the SAE and its metrics.
     """
-    config.validate()
+    config = config.single()  # validated; several SAEs: interp.sae.multi.train_saes
     out = Path(config.out)
     device = resolve_device(config.device)
     with process_group(str(device), command="sae train") as ranks:
