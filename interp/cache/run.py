@@ -315,7 +315,7 @@ def _cache(
     rank: int | None = None,
 ) -> None:
     """Run ``batches`` (default: all the prompts') from the manifest's resume point and finish
-    the folder (locked); ``rank`` names the process in the progress bar."""
+    the folder (locked); ``rank`` is the process's (only rank 0 shows a progress bar)."""
     from interp.images import open_image
 
     resume_batch = int(manifest["resume"]["batch"])
@@ -325,8 +325,9 @@ def _cache(
     if batches is None:
         batches = _batches(len(prompt_list), config.batch_size)
     token_ids: dict[int, list[int]] = {}
-    desc = "cache" if rank is None else f"cache r{rank}"
-    progress = tqdm(total=len(batches), desc=desc, unit="batch", disable=config.quiet)
+    desc = "cache" if rank is None else f"cache r{rank}"  # one bar: rank 0's, of its share
+    hidden = config.quiet or bool(rank)
+    progress = tqdm(total=len(batches), desc=desc, unit="batch", disable=hidden)
     for batch_index, indices in enumerate(batches):
         batch = [prompt_list[i] for i in indices]
         images = [open_image(p.image) if p.image else None for p in batch]
