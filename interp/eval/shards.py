@@ -34,14 +34,12 @@ from interp.errors import VSFAError, one_line
 from interp.eval.generation import (
     GenerationConfig,
     HookFactory,
-    check_setup,
     grid,
     item_pairs,
-    meta_path,
-    read_generations,
     run_batches,
     setup_fingerprint,
 )
+from interp.eval.generations_file import check_setup, meta_path, read_generations
 from interp.locks import folder_lock
 from interp.parallel import Ranks, barrier, broadcast_object, shard_bounds
 
