@@ -290,3 +290,32 @@ def test_more_ranks_than_batches(tiny_model_dir, data, tmp_path):
     _assert_same_rows(one, tmp_path / "three")
     slices = json.loads((tmp_path / "three" / "manifest.json").read_text())["ranks"]
     assert [(s["prompts"], s["rows"], s["shards"]) for s in slices][2] == ([3, 3], 0, 0)
+
+
+@pytest.mark.slow
+def test_an_unfinished_one_process_cache_is_refused_by_two(
+    tiny_model_dir, data, tmp_path, monkeypatch
+):
+    import interp.cache.run as cache_run
+
+    model, out = tiny_model_dir("llava"), tmp_path / "acts"
+    real_run, calls = cache_run.run_with_cache, {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed after the first batch's shard
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(cache_run, "run_with_cache", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        _one_process(model, data, out)
+    partial = (out / "manifest.json").read_text()
+    assert json.loads(partial)["shards"] and not json.loads(partial)["complete"]
+    result = _torchrun(_args(model, data, out), tmp_path, check=False)
+    assert result.returncode != 0
+    refusal = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(refusal) == 1  # rank 0 says it, once
+    assert str(out) in refusal[0] and "unfinished cache of 1 process" in refusal[0]
+    assert "--overwrite" in refusal[0] and "interp/" not in result.stderr
+    assert (out / "manifest.json").read_text() == partial and not (out / "ranks").exists()
