@@ -149,6 +149,25 @@ def test_three_processes_where_a_rank_gets_no_rows_train_the_one_process_sae(act
             assert e3[key] == pytest.approx(e1[key], rel=1e-5, abs=1e-6), (e1["step"], key)
 
 
+@pytest.mark.slow
+def test_two_processes_match_one_with_sae_lens_step_and_normalisation(acts, tmp_path):
+    """The standard SAE (sae_lens's own step, L1 penalty) on rescaled activations."""
+    changes = dict(
+        arch="standard", width=64, steps=20, lr=1e-3, normalize="expected_average_only_in"
+    )
+    alone = train_sae(
+        SAETrainConfig(acts=[str(acts)], out=str(tmp_path / "one"), **{**OPTIONS, **changes})
+    )
+    two = tmp_path / "two"
+    _torchrun(acts, two, 2, **changes)
+    _assert_same_sae(alone, two)
+    one, other = (json.loads((p / "metrics.json").read_text()) for p in (alone, two))
+    assert one["scaling_factor"] == other["scaling_factor"] != 1.0
+    for e1, e2 in zip(one["history"], other["history"], strict=True):
+        for key in ("loss", "fvu", "l0", "mse_loss", "l1_loss"):
+            assert e2[key] == pytest.approx(e1[key], rel=1e-5, abs=1e-6), (e1["step"], key)
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
