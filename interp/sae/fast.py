@@ -93,6 +93,27 @@ class _SparseDecode(torch.autograd.Function):
         return (None, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec) + (None,) * 4
 
 
+class _SquaredError(torch.autograd.Function):
+    """``(sum((recon + bias - target) ** 2) / n_rows, recon + bias)``: the summed-squared-error
+    MSE of sae_lens in two passes forward and two backward; the output carries no graph.
+    ``bias`` may be None; ``target`` gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, recon, bias, target):
+        out = recon + bias if bias is not None else recon
+        error = out - target
+        ctx.save_for_backward(error)
+        ctx.has_bias = bias is not None
+        ctx.mark_non_differentiable(out)
+        return error.square().sum() / recon.shape[0], out
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_out):
+        (error,) = ctx.saved_tensors
+        grad_recon = error * (grad_loss * (2.0 / error.shape[0]))
+        return grad_recon, grad_recon.sum(0) if ctx.has_bias else None, None
+
+
 @dataclass
 class FastStepOutput:
     """What one fast step computed (the loss has a graph to call ``backward`` on)."""
@@ -242,8 +263,7 @@ def fast_training_step(
         cols,
         True,
     )
-    sae_out = recon + sae.b_dec
-    mse_loss = (sae_out - x).pow(2).sum(-1).mean()
+    mse_loss, sae_out = _SquaredError.apply(recon, sae.b_dec, x)
     # sae_lens always reports the auxiliary term (zero while no latent is dead)
     losses = {"mse_loss": mse_loss, "auxiliary_reconstruction_loss": mse_loss.new_tensor(0.0)}
     loss = mse_loss
@@ -278,8 +298,8 @@ def fast_training_step(
             aux_cols,
             False,
         )
-        residual = (x - sae_out).detach()
-        aux_loss = cfg.aux_loss_coefficient * scale * (aux_recon - residual).pow(2).sum(-1).mean()
+        aux_error, _ = _SquaredError.apply(aux_recon, None, x - sae_out)
+        aux_loss = cfg.aux_loss_coefficient * scale * aux_error
         losses["auxiliary_reconstruction_loss"] = aux_loss
         loss = loss + aux_loss
     acts = selected.relu()  # the SAE's feature activations (with the decoder norm, as sae_lens)
