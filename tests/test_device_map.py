@@ -275,22 +275,31 @@ def test_lora_training_with_a_device_map_saves_the_plain_adapter(tiny_model_dir,
     model = tiny_model_dir("llava")
     data = _vqa(tmp_path)
 
-    def adapter(name: str, **placement) -> dict[str, torch.Tensor]:
+    def adapter(name: str, stop_after: int | None = None, **placement) -> dict[str, torch.Tensor]:
         config = TrainConfig(
             model=str(model), data=str(data), out=str(tmp_path / name), method="lora",
             max_steps=3, batch_size=2, lr=1e-2, lora_r=4, lora_alpha=8, lora_dropout=0.0,
             warmup_ratio=0.0, quiet=True, save_every=0, device="cpu", dtype="float32",
             threads=1, **placement,
         )  # fmt: skip
+        if stop_after:  # a checkpoint, then a second call resumes from it
+            train(config, stop_after=stop_after)
+            assert not (tmp_path / name / "adapter").exists()
         out = train(config)
         return load_file(out / "adapter" / "adapter_model.safetensors")
 
     plain = adapter("plain")
     # offloaded training checkpoints each layer, so one layer's weights are loaded at a time
     offloaded = dict(device_map="auto", max_memory=offloading(model), gradient_checkpointing=True)
+    explicit = explicit_cpu_map(model)
+    # the first and the last modules on disk: frozen offloaded weights stay out of checkpoints
+    ends_on_disk = explicit.replace("vision_tower=cpu", "vision_tower=disk")
+    ends_on_disk = ends_on_disk.replace("lm_head=cpu", "lm_head=disk")
+    assert ends_on_disk.count("=disk") == 2
     runs = {
-        "explicit": adapter("explicit", device_map=explicit_cpu_map(model)),
+        "explicit": adapter("explicit", device_map=explicit),
         "offloaded": adapter("offloaded", **offloaded),
+        "resumed": adapter("resumed", stop_after=2, device_map=ends_on_disk),
     }
     assert any("layers.3" in key for key in plain)  # the offloaded layers carry adapters too
     for name, trained in runs.items():

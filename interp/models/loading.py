@@ -309,7 +309,7 @@ def adapters_on_execution_devices(model: torch.nn.Module) -> Iterator[None]:
     """While PEFT adds adapters to a device-mapped model: each weight accelerate offloaded (it
     sits on ``meta``) is stood in for by a storage-free tensor on the device its module runs on,
     so PEFT puts that module's adapter there, as a real trainable tensor, instead of on ``meta``.
-    The offloaded weights are back in place on exit."""
+    The offloaded weights are back in place on exit, frozen or not as their stand-ins were left."""
     swapped = []
     for module in model.modules():
         weight = module._parameters.get("weight")
@@ -323,6 +323,7 @@ def adapters_on_execution_devices(model: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         for module, weight in swapped:
+            weight.requires_grad_(module._parameters["weight"].requires_grad)
             module._parameters["weight"] = weight
 
 

@@ -179,7 +179,8 @@ def load_checkpoint(
     with torch.no_grad():
         for name, value in data["weights"].items():
             params[name].copy_(value.to(params[name].device))
-    device = next(model.parameters()).device
+    # a trainable weight is a real tensor (with a device map a frozen one may sit on ``meta``)
+    device = next(p for p in model.parameters() if p.requires_grad).device
     opt_tensors = {k: v.to(device) for k, v in data["optimizer"].items()}
     # AdamW keeps its step counter on the CPU unless it is capturable/fused.
     for key in list(opt_tensors):
