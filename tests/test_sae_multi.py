@@ -228,3 +228,39 @@ def test_train_sae_refuses_several_saes_in_one_line(acts, tmp_path):
     with pytest.raises(VSFAError, match="list several SAEs; train them with `vsfa sae train`"):
         train_sae(config(acts, tmp_path / "one", width=[16, 24]))
     assert not (tmp_path / "one").exists()
+
+
+@pytest.mark.slow
+def test_a_multi_sae_cli_run_killed_mid_run_then_rerun_gives_the_same_saes(acts, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "interp.cli", "sae", "train", "--acts", str(acts),
+               "--hooks", ",".join(HOOKS), "--width", "16,24", "--k", "2", "--steps", "60",
+               "--batch-size", "64", "--buffer-rows", "200", "--checkpoint-every", "5",
+               "--eval-prompts", "0", "--eval-rows", "256", "--device", "cpu", "-q",
+               "-o"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([*command, str(out)], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 300
+        while not list(out.glob("*/checkpoint/step_*")) and time.time() < deadline:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.02)
+        process.kill()  # SIGKILL
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -9
+    assert not json.loads((out / "manifest.json").read_text())["complete"]
+    rerun = subprocess.run([*command, str(out)], capture_output=True, text=True, env=env,
+                           timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    whole = subprocess.run([*command, str(tmp_path / "whole")], capture_output=True, text=True,
+                           env=env, timeout=300)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert snapshot(out, ignore=(".vsfa.lock",)) == snapshot(tmp_path / "whole")
