@@ -114,6 +114,29 @@ def test_two_processes_write_the_one_process_folder_sampled(one_process, tmp_pat
     _assert_same_folder(tmp_path / "two", one)
 
 
+def test_one_process_rerun_folds_the_rank_files_of_a_killed_launch(one_process, tmp_path):
+    """A two-rank run killed part-way leaves rank files (each rank's first records, with the
+    setup in their meta); one process resumes from them to the one-process folder."""
+    one = one_process("greedy")
+    out = tmp_path / "killed"
+    out.mkdir()
+    lines = (one / "generations.jsonl").read_text().splitlines(keepends=True)
+    meta = (one / "generations.meta.json").read_text()
+    (out / "generations.meta.json").write_text(meta)
+    # 7 batches of 2: rank 0 has batches 0-3 (lines 0-7), rank 1 batches 4-6 (lines 8-13);
+    # one record marked, to see that the rerun kept it instead of generating it again
+    marked = json.dumps({**json.loads(lines[8]), "new_tokens": -1}) + "\n"
+    for rank, kept in ((0, lines[:4]), (1, [marked, lines[9]])):
+        (out / f"generations.rank{rank}.jsonl").write_text("".join(kept))
+        (out / f"generations.rank{rank}.meta.json").write_text(meta)
+    (out / "generations.rank3.meta.json").write_text("{}")  # a stale meta of a larger launch
+    _in_process(_eval_args(out, GREEDY))
+    expected = lines[:8] + [marked] + lines[9:]
+    assert (out / "generations.jsonl").read_text().splitlines(keepends=True) == expected
+    assert (out / "metrics.json").read_bytes() == (one / "metrics.json").read_bytes()
+    assert not list(out.glob("generations.rank*"))
+
+
 KILLER = """
 import os, signal, sys
 from pathlib import Path
