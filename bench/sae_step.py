@@ -95,7 +95,7 @@ def bench_sae_lens(args: argparse.Namespace) -> Step:
     return step
 
 
-def bench_fast(args: argparse.Namespace) -> Step:
+def bench_fast(args: argparse.Namespace, select_dtype: torch.dtype | None = None) -> Step:
     from interp.sae.fast import fast_training_step, make_adam
 
     sae = _sae_lens_sae(args)
@@ -104,7 +104,7 @@ def bench_fast(args: argparse.Namespace) -> Step:
     fired = torch.zeros(args.width)
 
     def step() -> None:  # what interp.sae.fit runs per batch
-        out = fast_training_step(sae, x, None)
+        out = fast_training_step(sae, x, None, select_dtype=select_dtype)
         fired.add_(torch.bincount(out.cols, minlength=args.width))
         _update(sae, optimizer, out.loss)
 
@@ -127,6 +127,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="steps per contender per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--bf16-select",
+        action="store_true",
+        help="also time the fast step choosing its latents from bf16 scores (select_dtype)",
+    )
     default_site = "/tmp/benchvenv/lib/python3.11/site-packages"
     parser.add_argument(
         "--sparsify-site", default=default_site if os.path.isdir(default_site) else None
@@ -142,6 +147,8 @@ def main() -> None:
         "sae_lens TopKTrainingSAE": bench_sae_lens(args),
         "interp fast step": bench_fast(args),
     }
+    if args.bf16_select:
+        contenders["interp fast step, bf16 select"] = bench_fast(args, torch.bfloat16)
     try:
         if importlib.util.find_spec("sparsify") is None and args.sparsify_site:
             sys.path.append(args.sparsify_site)
@@ -165,7 +172,11 @@ def main() -> None:
     for name, value in rate.items():
         print(f"{name:28s} {value:10.0f} tokens/s")
     fast = rate["interp fast step"]
-    print(f"ratio fast/dense encoder matmul: {fast / rate['dense encoder matmul only']:.2f}")
+    dense = rate["dense encoder matmul only"]
+    if args.bf16_select:
+        bf16 = rate["interp fast step, bf16 select"]
+        print(f"ratio fast bf16 select/dense encoder matmul: {bf16 / dense:.2f}")
+    print(f"ratio fast/dense encoder matmul: {fast / dense:.2f}")
     print(f"ratio fast/sae_lens: {fast / rate['sae_lens TopKTrainingSAE']:.2f}")
     if "sparsify SparseCoder" in rate:
         print(f"ratio fast/sparsify: {fast / rate['sparsify SparseCoder']:.2f}")

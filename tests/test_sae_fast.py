@@ -133,3 +133,43 @@ def test_make_adam_is_fused_and_follows_plain_adam():
 def test_make_adam_falls_back_off_fused_devices():
     params = [torch.nn.Parameter(torch.zeros(3, device="meta"))]
     assert not fast.make_adam(params, 1e-3).param_groups[0]["fused"]
+
+
+@pytest.mark.parametrize("batch_topk", [False, True])
+def test_bf16_selection_keeps_exact_values_and_gradients_of_its_choice(batch_topk, monkeypatch):
+    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+
+    monkeypatch.setattr(fast, "CHUNK_ELEMENTS", 16 * 128)
+    torch.manual_seed(0)
+    cls, cfg = (
+        (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig)
+        if batch_topk
+        else (TopKTrainingSAE, TopKTrainingSAEConfig)
+    )
+    sae = cls(cfg(d_in=16, d_sae=128, k=4, rescale_acts_by_decoder_norm=True))
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(0, 0.1)
+        sae.W_dec.mul_(torch.rand(128, 1) + 0.5)
+    x = torch.randn(40, 16) * 2
+    low = fast.fast_training_step(sae, x, select_dtype=torch.bfloat16)
+    low.loss.backward()
+    grads = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    sae.zero_grad()
+    exact = fast.fast_training_step(sae, x)
+    # the bf16 choice agrees with float32's on most pairs ...
+    chosen = set(zip(low.rows.tolist(), low.cols.tolist(), strict=True))
+    reference = set(zip(exact.rows.tolist(), exact.cols.tolist(), strict=True))
+    assert len(chosen & reference) >= 0.9 * len(reference)
+    # ... and its values are float32's scores at the pairs it chose, not bf16 roundings
+    scores = torch.addmm(sae.b_enc, x - sae.b_dec, sae.W_enc) * sae.W_dec.norm(dim=-1)
+    torch.testing.assert_close(low.acts, scores[low.rows, low.cols].relu(), rtol=1e-5, atol=1e-6)
+    # the gradients are float32's gradients for that selection: replay it through sae_lens's
+    # decoder with autograd
+    pre = torch.addmm(sae.b_enc, x - sae.b_dec, sae.W_enc)[low.rows, low.cols].relu()
+    acts = torch.zeros(40, 128).index_put((low.rows, low.cols), pre)
+    loss = (acts @ sae.W_dec + sae.b_dec - x).pow(2).sum(-1).mean()
+    torch.testing.assert_close(low.loss, loss, rtol=1e-5, atol=1e-5)
+    loss.backward()
+    for name, param in sae.named_parameters():
+        torch.testing.assert_close(grads[name], param.grad, rtol=1e-4, atol=1e-5, msg=name)

@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
@@ -72,16 +73,15 @@ class _SparseDecode(torch.autograd.Function):
         rows = torch.repeat_interleave(
             torch.arange(n_rows, device=cols.device), crow.diff(), output_size=cols.numel()
         )
-        order = torch.argsort(cols, stable=True)
-        rows_t = rows[order]
+        order = _stable_argsort(cols, d_sae)
+        rows_t = rows.index_select(0, order)
         offsets = torch.zeros(d_sae, dtype=crow.dtype, device=crow.device)
-        offsets[1:] = torch.cumsum(torch.bincount(cols, minlength=d_sae), 0)[:-1]
+        offsets[1:] = torch.cumsum(_counts(cols, d_sae), 0)[:-1]
 
         def by_latent(table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
             """``[d_sae, d]``: row ``c`` sums ``weights_i * table[row_i]`` over pairs of ``c``."""
-            return F.embedding_bag(
-                rows_t, table, offsets, mode="sum", per_sample_weights=weights[order]
-            )
+            weights = weights.index_select(0, order)
+            return F.embedding_bag(rows_t, table, offsets, mode="sum", per_sample_weights=weights)
 
         grad_W_dec = by_latent(grad_out, acts)  # W_dec[col_i] += act_i * grad_out[row_i]
         # W_enc[:, col_i] += g_i * sae_in[row_i], written in W_enc's own layout
@@ -148,9 +148,29 @@ def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Ad
     return torch.optim.Adam(params, lr=lr, fused=True if fused else None)
 
 
+# Small index work (tens of thousands of entries) uses ops that run in one thread (index_select,
+# index_add_, numpy's radix sort) rather than advanced indexing, bincount or torch.sort, which
+# open a parallel region each: cheap on an idle machine, but on a loaded one every region waits
+# for a second thread to be scheduled.
+
+
+def _counts(values: torch.Tensor, size: int) -> torch.Tensor:
+    """``bincount(values, minlength=size)``."""
+    counts = torch.zeros(size, dtype=torch.int64, device=values.device)
+    return counts.index_add_(0, values, torch.ones_like(values))
+
+
+def _stable_argsort(values: torch.Tensor, size: int) -> torch.Tensor:
+    """``argsort(values, stable=True)`` for integers in ``[0, size)``."""
+    if values.device.type != "cpu":
+        return torch.argsort(values, stable=True)
+    small = values.numpy().astype(np.uint16 if size <= 1 << 16 else np.int64)
+    return torch.from_numpy(np.argsort(small, kind="stable"))
+
+
 def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    crow[1:] = torch.cumsum(_counts(rows, n_rows), 0)
     return crow
 
 
@@ -191,46 +211,90 @@ def _top_k_columns(score: torch.Tensor, k: int) -> torch.Tensor:
     counts = keep.sum(-1)
     if int(counts.min()) < k:  # NaN scores: no threshold to filter with
         return score.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
-    rows, where = keep.nonzero(as_tuple=True)  # row-major
+    flat = keep.view(-1).nonzero().view(-1)  # row-major positions in candidates
+    rows, where = flat // (k * GROUP), flat % (k * GROUP)
     starts = torch.cumsum(counts, 0) - counts
-    padded = candidates.new_full((m, int(counts.max())), float("-inf"))
-    padded[rows, torch.arange(rows.numel(), device=rows.device) - starts[rows]] = candidates[
-        rows, where
-    ]
-    picked = where[starts[:, None] + padded.topk(k, dim=-1, sorted=False).indices]
-    cols = top.indices.gather(1, picked // GROUP) * GROUP + picked % GROUP
-    return cols.sort(dim=-1).values
+    width = int(counts.max())
+    slots = rows * width + torch.arange(rows.numel(), device=rows.device)
+    slots -= starts.index_select(0, rows)
+    padded = candidates.new_full((m * width,), float("-inf"))
+    padded.index_copy_(0, slots, candidates.view(-1).index_select(0, flat))
+    chosen = padded.view(m, width).topk(k, dim=-1, sorted=False).indices + starts[:, None]
+    picked = where.index_select(0, chosen.view(-1))
+    group = picked // GROUP + torch.arange(m, device=score.device).repeat_interleave(k) * k
+    cols = top.indices.reshape(-1).index_select(0, group) * GROUP + picked % GROUP
+    return cols.view(m, k).sort(dim=-1).values
+
+
+def _exact_scores(
+    sae_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor, crow: torch.Tensor, cols: torch.Tensor
+) -> torch.Tensor:
+    """``sae_in[row_i] . W[:, col_i] + b[col_i]`` at the CSR pairs, in the parameters' dtype."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(
+            crow,
+            cols,
+            b.index_select(0, cols),
+            (sae_in.shape[0], W.shape[1]),
+            check_invariants=False,
+        )
+        return torch.sparse.sampled_addmm(pattern, sae_in, W).values()
 
 
 def _encode_top_k(
-    sae_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int
+    sae_in: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor,
+    k: int,
+    select_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's top ``k`` of ``sae_in @ W + b``: ``(cols, scores)``, both ``[n, k]``, columns
     ascending within a row. The dense scores are computed a block of rows at a time into one
-    buffer and never exist whole."""
+    buffer and never exist whole. With ``select_dtype`` they are computed in that dtype to choose
+    the columns, and the chosen pairs' scores are then recomputed in the parameters' dtype."""
     n, d_sae = sae_in.shape[0], W.shape[1]
+    x_s, W_s, b_s = (t.to(select_dtype) for t in (sae_in, W, b)) if select_dtype else (sae_in, W, b)
     block = max(1, CHUNK_ELEMENTS // d_sae)
-    buffer = sae_in.new_empty(min(n, block), d_sae)
+    buffer = x_s.new_empty(min(n, block), d_sae)
     cols = torch.empty(n, k, dtype=torch.int64, device=sae_in.device)
     scores = sae_in.new_empty(n, k)
     for start in range(0, n, block):
         stop = min(n, start + block)
-        score = torch.addmm(b, sae_in[start:stop], W, out=buffer[: stop - start])
+        score = torch.addmm(b_s, x_s[start:stop], W_s, out=buffer[: stop - start])
         cols[start:stop] = _top_k_columns(score, k)
-        torch.gather(score, 1, cols[start:stop], out=scores[start:stop])
+        if not select_dtype:
+            at = cols[start:stop] + torch.arange(stop - start, device=cols.device)[:, None] * d_sae
+            torch.index_select(score.view(-1), 0, at.view(-1), out=scores[start:stop].view(-1))
+    if select_dtype:
+        crow = torch.arange(0, n * k + 1, k, device=sae_in.device)
+        scores = _exact_scores(sae_in, W, b, crow, cols.flatten()).view(n, k)
     return cols, scores
 
 
 def fast_training_step(
-    sae: TopKTrainingSAE, x: torch.Tensor, dead_neuron_mask: torch.Tensor | None = None
+    sae: TopKTrainingSAE,
+    x: torch.Tensor,
+    dead_neuron_mask: torch.Tensor | None = None,
+    *,
+    select_dtype: torch.dtype | None = None,
 ) -> FastStepOutput:
     """Loss of ``sae.training_forward_pass`` on ``x`` with a sparse forward and backward.
 
     ``loss.backward()`` fills the same gradients as sae_lens's step (``x`` itself gets none).
+
+    ``select_dtype`` (off by default) computes the dense encoder scores that choose the top-k
+    latents in that dtype, e.g. ``torch.bfloat16`` (oneDNN's AVX512-BF16 matmul on CPUs that have
+    it is about 3x faster than float32). The chosen latents' pre-activations, the loss and every
+    gradient stay in the parameters' dtype, recomputed exactly for the chosen pairs; but where
+    two scores at the k-th place differ by less than the low precision resolves, a different
+    latent than float32's may be chosen. The auxiliary (dead-latent) selection stays exact.
     """
     cfg = sae.cfg
     batch, d_sae = x.shape[0], cfg.d_sae
     b_dec_in = sae.b_dec if cfg.apply_b_dec_to_input else None
+    if select_dtype == sae.W_enc.dtype:
+        select_dtype = None
     with torch.no_grad():
         sae_in = x - sae.b_dec if b_dec_in is not None else x
         if cfg.rescale_acts_by_decoder_norm:
@@ -241,17 +305,23 @@ def fast_training_step(
             norm = None
             w_score, b_score = sae.W_enc, sae.b_enc
         if isinstance(sae, BatchTopKTrainingSAE):
-            score = torch.addmm(b_score, sae_in, w_score)  # the one dense matmul
+            operands = (b_score, sae_in, w_score)
+            if select_dtype:
+                operands = tuple(t.to(select_dtype) for t in operands)
+            score = torch.addmm(*operands)  # the one dense matmul
             flat = score.relu_().flatten().topk(int(cfg.k * batch), sorted=False).indices
             flat = flat.sort().values  # row-major: sorted by row, then column
             rows, cols = flat // d_sae, flat % d_sae
-            selected = score[rows, cols]
+            if select_dtype:
+                selected = _exact_scores(sae_in, w_score, b_score, _crow(rows, batch), cols)
+            else:
+                selected = score.view(-1).index_select(0, flat)
         else:
-            cols_2d, scores = _encode_top_k(sae_in, w_score, b_score, cfg.k)
+            cols_2d, scores = _encode_top_k(sae_in, w_score, b_score, cfg.k, select_dtype)
             rows = torch.arange(batch, device=x.device).repeat_interleave(cfg.k)
             cols, selected = cols_2d.flatten(), scores.flatten()
         # with decoder-norm rescaling relu(pre * n) / n == relu(pre): decode with the raw pre
-        pre_selected = selected / norm[cols] if norm is not None else selected
+        pre_selected = selected / norm.index_select(0, cols) if norm is not None else selected
     recon = _SparseDecode.apply(
         sae_in,
         sae.W_enc,
