@@ -474,13 +474,17 @@ case("VQA record without an answer", "'answer' is missing")(
 case("VQA file empty", "has no records")(
     lambda t, env: ["data", "audit", str(_bad(t, "vqa.jsonl", "\n"))]
 )
+
+
+def _labels(t: Path, data: bytes | str) -> str:
+    return str(_bad(t, "labels.jsonl", data))
+
+
 case("judge labels not UTF-8", "labels.jsonl line 1: not UTF-8")(
-    lambda t, env: ["judge", "check", "--judge", "keyword", "--labels",
-                    str(_bad(t, "labels.jsonl", NOT_UTF8))]  # fmt: skip
+    lambda t, env: ["judge", "check", "--judge", "keyword", "--labels", _labels(t, NOT_UTF8)]
 )
 case("judge labels line not JSON", "labels.jsonl:1: not valid JSON")(
-    lambda t, env: ["judge", "check", "--judge", "keyword", "--labels",
-                    str(_bad(t, "labels.jsonl", "{oops\n"))]  # fmt: skip
+    lambda t, env: ["judge", "check", "--judge", "keyword", "--labels", _labels(t, "{oops\n")]
 )
 case("VQA file missing", "does not exist")(lambda t, env: ["data", "audit", str(t / "no.jsonl")])
 
