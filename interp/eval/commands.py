@@ -35,8 +35,9 @@ def eval_command(
     from interp.eval.shards import on_main
     from interp.eval.table import format_metric
     from interp.models.loading import resolve_device
-    from interp.parallel import process_group
+    from interp.parallel import check_launch, process_group
 
+    check_launch(command="eval")  # a launch that would run one process fails before any work
     items = load_benchmarks(bench, config.per_category, config.subsample_seed)
     defense_name, _ = resolve_defense(config.defense)
     # under torchrun: join the group (each rank on its own GPU) before the models load; only

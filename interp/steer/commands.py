@@ -34,12 +34,13 @@ def steer_command(
     from interp.eval.shards import on_main
     from interp.models import load_vlm
     from interp.models.loading import resolve_device
-    from interp.parallel import process_group
+    from interp.parallel import check_launch, process_group
     from interp.sae import load_sae
     from interp.steer.modes import steering_mode
     from interp.steer.report import render_markdown
     from interp.steer.sweep import steer_sweep
 
+    check_launch(command="steer")  # a launch that would run one process fails before any work
     steering_mode(config.mode)  # bad input fails before any model loads
     if config.latent is None:
         config = dataclasses.replace(config, latent=selected_latents(config.latents))
