@@ -404,7 +404,9 @@ def _stopped_sae(t: Path, env: dict[str, Any]) -> None:
 @case("SAE resume with another --width", "--width 32 there, 48 now")
 def _(t, env):
     _stopped_sae(t, env)
-    return [*_sae(env, t, "--width", "48"), "--checkpoint-every", "2"]
+    args = _sae(env, t, "--checkpoint-every", "2")
+    args[args.index("--width") + 1] = "48"  # a repeated --width asks for several SAEs
+    return args
 
 
 @case("SAE resume with another --seed", "--seed 0 there, 5 now")
