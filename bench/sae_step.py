@@ -8,6 +8,12 @@ if it is not importable here, ``--sparsify-site`` (default
 ``/tmp/benchvenv/lib/python3.11/site-packages`` when it exists) is appended to ``sys.path`` so
 it runs in this process beside the others; without it, sparsify is skipped with a message.
 
+The fast step trains with fit's optimizer (:func:`interp.sae.fast.make_adam`, torch's fused
+Adam); sae_lens's and sparsify's with plain ``torch.optim.Adam``, as their trainers do. The
+reference "dense encoder matmul only" is the one ``[batch, d_in] @ [d_in, width]`` product every
+step needs; ``ratio fast/dense encoder matmul`` is the fast step's tokens/s over its tokens/s.
+``--bf16-select`` adds the fast step with ``select_dtype=torch.bfloat16``.
+
 The machine may be shared, so the contenders are timed in interleaved rounds (each round runs
 every contender for ``--steps`` steps) and the median round is reported.
 
