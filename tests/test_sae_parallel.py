@@ -269,3 +269,53 @@ def test_batchtopk_with_several_processes_is_refused_in_one_line():
         _check_parallel(config, Ranks(rank=0, world_size=2))
     assert "\n" not in str(error.value)
     _check_parallel(SAETrainConfig(acts=["a"], out="b", arch="topk"), Ranks(rank=0, world_size=2))
+
+
+# --distribute-latents: each of two processes holds half the latents and sees the whole batch
+# (plain autograd on its slice) where one process runs the fused sparse step on all of them:
+# other float32 roundings. Over these 40 Adam steps (AuxK on from step ~6) the weights were at
+# most 2.5e-6 apart (entries up to 0.56), the logged losses within 4e-7 relative.
+LATENTS = dict(checkpoint_every=0, steps=40)
+LATENTS_ATOL, LATENTS_RTOL = 2e-5, 1e-4
+
+
+@pytest.mark.slow
+def test_distributed_latents_train_the_one_process_sae(acts, tmp_path):
+    alone = train_sae(
+        SAETrainConfig(acts=[str(acts)], out=str(tmp_path / "one"), **{**OPTIONS, **LATENTS})
+    )
+    shared = tmp_path / "two"
+    _torchrun(acts, shared, distribute_latents=True, **LATENTS)
+    _assert_same_sae(alone, shared, atol=LATENTS_ATOL, rtol=LATENTS_RTOL)
+    one = json.loads((alone / "metrics.json").read_text())
+    two = json.loads((shared / "metrics.json").read_text())
+    assert sorted(one) == sorted(two)
+    assert one["fvu"] < 0.5
+    for key in ("fvu", "l0", "dead_fraction"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    assert any(e["auxiliary_reconstruction_loss"] > 0 for e in one["history"])  # AuxK exercised
+    for e1, e2 in zip(one["history"], two["history"], strict=True):
+        for key in ("loss", "fvu", "l0", "mse_loss", "auxiliary_reconstruction_loss"):
+            assert e2[key] == pytest.approx(e1[key], rel=1e-5, abs=1e-6), (e1["step"], key)
+    assert one["dead_fraction_train_window"] == two["dead_fraction_train_window"]
+    assert (one["fast_step"], two["fast_step"]) == (True, False)  # the sharded step ran
+
+
+def test_distributed_latents_refused_in_one_process(acts, tmp_path):
+    config = SAETrainConfig(
+        acts=[str(acts)], out=str(tmp_path / "sae"), distribute_latents=True,
+        **{**OPTIONS, **LATENTS},
+    )  # fmt: skip
+    with pytest.raises(VSFAError, match="several processes"):
+        train_sae(config)
+    assert not (tmp_path / "sae").exists()
+
+
+@pytest.mark.parametrize("changes", [dict(arch="jumprelu"), dict(arch="batchtopk"),
+                                     dict(checkpoint_every=10), dict(width=[96, 192])])  # fmt: skip
+def test_distributed_latents_refused_for_other_settings(acts, tmp_path, changes):
+    with pytest.raises(VSFAError, match="--distribute-latents"):
+        SAETrainConfig(
+            acts=[str(acts)], out=str(tmp_path / "sae"), distribute_latents=True,
+            **{**OPTIONS, **LATENTS, **changes},
+        )  # fmt: skip

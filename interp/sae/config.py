@@ -73,6 +73,9 @@ class SAETrainConfig:
     """save a resumable checkpoint every N steps (0: never)"""
     fast_step: bool = True
     """the sparse TopK/BatchTopK step (off: sae_lens's own step)"""
+    distribute_latents: bool = False
+    """with several processes (torchrun), topk only: each process holds a slice of the latents
+    and sees the whole batch (for SAEs too wide for one device); no checkpoints"""
     eval_rows: int = 16384
     """activation rows for the reconstruction metrics"""
     eval_prompts: int = 16
@@ -104,6 +107,13 @@ class SAETrainConfig:
             raise VSFAError(f"--k with several values needs --arch topk or batchtopk ({self.arch})")
         if self.arch in ("topk", "batchtopk") and max(ks) > min(widths):
             raise VSFAError(f"--k {max(ks)} is larger than --width {min(widths)}")
+        if self.distribute_latents and (self.arch != "topk" or self.checkpoint_every):
+            raise VSFAError(
+                f"--distribute-latents trains --arch topk without --checkpoint-every (here --arch "
+                f"{self.arch}, --checkpoint-every {self.checkpoint_every})"
+            )
+        if self.distribute_latents and self.several:
+            raise VSFAError("--distribute-latents trains one SAE: give one hook, width and k")
         if self.log not in LOGGERS:
             raise VSFAError(f"--log {self.log!r}: expected one of {', '.join(LOGGERS)}")
         if self.normalize not in NORMALIZE:

@@ -28,6 +28,7 @@ from interp.sae.checkpoint import Checkpoint, save_checkpoint
 from interp.sae.config import SAETrainConfig
 from interp.sae.distributed import DataParallel
 from interp.sae.fast import fast_training_step, make_adam, supports_fast_step
+from interp.sae.sharded import ShardedTopK
 
 
 @dataclass
@@ -170,10 +171,17 @@ def fit(
 
     ``parallel`` (several processes): ``batches`` are the global batches, each rank trains on
     its share and the gradients, dead-latent counters and logged numbers are reduced over ranks
-    (:mod:`interp.sae.distributed`); only rank 0 writes checkpoints and logs.
+    (:mod:`interp.sae.distributed`); only rank 0 writes checkpoints and logs. With
+    ``config.distribute_latents`` every rank trains its slice of the latents on the whole batch
+    (:mod:`interp.sae.sharded`) and the slices are gathered back into ``sae`` at the end.
     """
     step_fn: StepFn = fast_step if config.fast_step and supports_fast_step(sae) else sae_lens_step
-    optimizer = make_adam(sae.parameters(), config.lr)
+    sharded = None
+    if parallel is not None and config.distribute_latents:
+        parallel.broadcast_parameters(sae)
+        sharded = ShardedTopK(sae, parallel.ranks)
+        step_fn = sharded.step
+    optimizer = make_adam((sharded or sae).parameters(), config.lr)
     scheduler, coefficients = _schedulers(sae, optimizer, config, total_steps)
     fired_ago = torch.zeros(sae.cfg.d_sae, device=sae.W_dec.device)
     history: list[dict[str, float]] = []
@@ -202,26 +210,31 @@ def fit(
     sae.train()
     for step in range(start_step, total_steps):
         x, weight = next(batches), 1.0
-        if parallel is not None:
+        if sharded is not None:
+            x = x.to(parallel.device)
+        elif parallel is not None:
             x, weight = parallel.local(x)
         dead = fired_ago > config.dead_feature_window
         result = step_fn(sae, x, dead, coefficients, step) if x.shape[0] else None
         fired = result.fired if result is not None else torch.zeros_like(dead)
         if result is not None:
             (result.loss * weight if parallel is not None else result.loss).backward()
-        if parallel is not None:
+        if parallel is not None and sharded is None:
             parallel.all_reduce_gradients(sae)
             fired = parallel.fired_anywhere(fired)
         fired_ago += 1
         fired_ago[fired] = 0
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+        if sharded is not None:
+            sharded.clip_grad_norm(1.0)
+        else:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         for coefficient in coefficients.values():
             coefficient.step()
         if step % log_every == 0 or step == total_steps - 1:
-            if parallel is None:
+            if parallel is None or sharded is not None:
                 entry = _log_entry(step, result, x)
             else:
                 entry = parallel.log_entry(step, result, x, weight)
@@ -239,6 +252,8 @@ def fit(
                 save_checkpoint(
                     out, sae, optimizer, {**(record(step + 1) if record else {}), **state}
                 )
+    if sharded is not None:
+        sharded.gather_into(sae)
     if parallel is not None:
         parallel.check_replicas(sae)
     progress.close()

@@ -39,7 +39,10 @@ from interp.sae.saes import build_sae, load_sae, save_sae
 Evaluate = Callable[[Any], dict[str, Any]]
 """Measures a saved (inference) SAE; returns the numbers that go into ``metrics.json``."""
 
-NOT_DECIDING = ("out", "quiet", "device", "checkpoint_every", "eval_rows", "eval_prompts", "log")
+NOT_DECIDING = (
+    "out", "quiet", "device", "checkpoint_every", "eval_rows", "eval_prompts", "log",
+    "distribute_latents",
+)  # fmt: skip
 """Settings that do not change the trained weights (a resume may change them)."""
 
 
@@ -101,6 +104,11 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
     with process_group(str(device), command="sae train") as ranks:
         if ranks.distributed:
             _check_parallel(config, ranks)
+        elif config.distribute_latents:
+            raise VSFAError(
+                "--distribute-latents shares the latents among several processes; launch with "
+                "torchrun --nproc_per_node N (N > 1), or leave it off"
+            )
             if device.type == "cuda":
                 device = torch.device("cuda", ranks.local_rank)
         stores = [ActivationStore(d) for d in config.acts]
@@ -135,6 +143,8 @@ def train_sae(config: SAETrainConfig, *, vlm: Any = None, evaluate: Evaluate | N
 
 
 def _check_parallel(config: SAETrainConfig, ranks: Ranks) -> None:
+    if config.distribute_latents:
+        return  # every rank sees the whole batch (checked in SAETrainConfig.validate)
     if config.arch == "batchtopk":
         raise VSFAError(
             f"--arch batchtopk selects its top k x batch latents over the whole batch, which "
