@@ -311,11 +311,48 @@ def test_distributed_latents_refused_in_one_process(acts, tmp_path):
     assert not (tmp_path / "sae").exists()
 
 
-@pytest.mark.parametrize("changes", [dict(arch="jumprelu"), dict(arch="batchtopk"),
-                                     dict(checkpoint_every=10), dict(width=[96, 192])])  # fmt: skip
+@pytest.mark.parametrize(
+    "changes", [dict(arch="jumprelu"), dict(arch="batchtopk"), dict(width=[96, 192])]
+)
 def test_distributed_latents_refused_for_other_settings(acts, tmp_path, changes):
     with pytest.raises(VSFAError, match="--distribute-latents"):
         SAETrainConfig(
             acts=[str(acts)], out=str(tmp_path / "sae"), distribute_latents=True,
             **{**OPTIONS, **LATENTS, **changes},
         )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_distributed_latents_killed_mid_run_resume_from_a_whole_checkpoint(
+    acts, one_process, tmp_path
+):
+    """A rank SIGKILLed after a checkpoint, then the same command: every rank keeps its slice of
+    the gathered (one-process format) checkpoint, and the SAE is the one-process one."""
+    out = tmp_path / "sae"
+    command = _command(acts, out, 2, distribute_latents=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + TIMEOUT
+        while not list((out / "checkpoint").glob("step_*")) and time.time() < deadline:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.02)
+        pid = _rank_pid(process.pid, 1)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert process.returncode != 0
+    assert not (out / "sae_weights.safetensors").exists()  # it stopped mid-run
+    steps = [int(p.name.split("_")[1]) for p in (out / "checkpoint").glob("step_*")]
+    assert steps and max(steps) < OPTIONS["steps"]
+    tensors = load_file(str(out / "checkpoint" / f"step_{max(steps):09d}" / "state.safetensors"))
+    assert tensors["sae.W_enc"].shape == (24, OPTIONS["width"])  # whole, not a slice
+    assert tensors["adam.W_enc.exp_avg"].numel() == 24 * OPTIONS["width"]
+    _torchrun(acts, out, distribute_latents=True)
+    _assert_same_sae(one_process, out, atol=LATENTS_ATOL, rtol=LATENTS_RTOL)

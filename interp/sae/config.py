@@ -75,7 +75,7 @@ class SAETrainConfig:
     """the sparse TopK/BatchTopK step (off: sae_lens's own step)"""
     distribute_latents: bool = False
     """with several processes (torchrun), topk only: each process holds a slice of the latents
-    and sees the whole batch (for SAEs too wide for one device); no checkpoints"""
+    and sees the whole batch (for SAEs too wide for one device)"""
     eval_rows: int = 16384
     """activation rows for the reconstruction metrics"""
     eval_prompts: int = 16
@@ -107,11 +107,8 @@ class SAETrainConfig:
             raise VSFAError(f"--k with several values needs --arch topk or batchtopk ({self.arch})")
         if self.arch in ("topk", "batchtopk") and max(ks) > min(widths):
             raise VSFAError(f"--k {max(ks)} is larger than --width {min(widths)}")
-        if self.distribute_latents and (self.arch != "topk" or self.checkpoint_every):
-            raise VSFAError(
-                f"--distribute-latents trains --arch topk without --checkpoint-every (here --arch "
-                f"{self.arch}, --checkpoint-every {self.checkpoint_every})"
-            )
+        if self.distribute_latents and self.arch != "topk":
+            raise VSFAError(f"--distribute-latents trains --arch topk only (not {self.arch})")
         if self.distribute_latents and self.several:
             raise VSFAError("--distribute-latents trains one SAE: give one hook, width and k")
         if self.log not in LOGGERS:

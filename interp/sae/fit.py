@@ -187,7 +187,12 @@ def fit(
     history: list[dict[str, float]] = []
     start_step = 0
     if resume is not None:
-        fired_ago = resume.restore(sae, optimizer)
+        if sharded is not None:  # a whole checkpoint: every rank keeps its slice
+            whole = torch.optim.Adam(sae.parameters())
+            fired_ago = resume.restore(sae, whole)
+            sharded.load_whole(sae, whole, optimizer)
+        else:
+            fired_ago = resume.restore(sae, optimizer)
         start_step, history = resume.step, list(resume.history)
         with warnings.catch_warnings():  # replaying the schedule before any optimizer step
             warnings.simplefilter("ignore", UserWarning)
@@ -245,13 +250,14 @@ def fit(
             )
         progress.update(1)
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+            saved = optimizer
+            if sharded is not None:  # gathered: a one-process checkpoint
+                saved = sharded.whole_optimizer(sae, optimizer)
             if parallel is not None:
                 parallel.check_replicas(sae)
             if main:
                 state = {"step": step + 1, "history": history, "fired_ago": fired_ago.clone()}
-                save_checkpoint(
-                    out, sae, optimizer, {**(record(step + 1) if record else {}), **state}
-                )
+                save_checkpoint(out, sae, saved, {**(record(step + 1) if record else {}), **state})
     if sharded is not None:
         sharded.gather_into(sae)
     if parallel is not None:

@@ -22,7 +22,9 @@ The step uses plain autograd on dense ``[batch, d_sae / world]`` activations rat
 fused sparse step of :mod:`interp.sae.fast`: correctness over speed. The dead-latent counters
 are kept whole on every rank (every rank knows every chosen latent after step 2).
 :meth:`ShardedTopK.gather_into` writes the slices back into the full sae_lens SAE, which is then
-saved in the one-process format.
+saved in the one-process format; checkpoints are gathered the same way
+(:meth:`ShardedTopK.whole_optimizer`) and a resume keeps each rank's slice of the whole one
+(:meth:`ShardedTopK.load_whole`), so they are one-process checkpoints.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from typing import Any
 import torch
 
 from interp.parallel import Ranks, shard_bounds
+
+SHARDED = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
+"""The latent-indexed parameters and the dimension that indexes the latents."""
 
 
 class _SumPartials(torch.autograd.Function):
@@ -171,28 +176,58 @@ class ShardedTopK(torch.nn.Module):
                 if p.grad is not None:
                     p.grad.mul_(coefficient)
 
+    def _whole(self, mine: torch.Tensor, dim: int) -> torch.Tensor:
+        """Every rank's slice along ``dim`` of a latent-indexed tensor, concatenated."""
+        import torch.distributed as dist
+
+        world, d_sae = self.ranks.world_size, self.cfg.d_sae
+        bounds = [shard_bounds(d_sae, r, world) for r in range(world)]
+        shape = list(mine.shape)
+        shape[dim] = max(stop - start for start, stop in bounds)
+        padded = mine.new_zeros(shape)
+        padded.narrow(dim, 0, mine.shape[dim]).copy_(mine)
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p.narrow(dim, 0, b - a) for p, (a, b) in zip(parts, bounds)], dim)
+
+    def _mine(self, whole: torch.Tensor, name: str) -> torch.Tensor:
+        """This rank's slice of a whole tensor shaped like parameter ``name``."""
+        if name not in SHARDED:
+            return whole.clone()
+        return whole.narrow(SHARDED[name], self.start, self.stop - self.start).clone()
+
     @torch.no_grad()
     def gather_into(self, sae: Any) -> None:
         """Every rank's slice written into the full ``sae`` (on every rank)."""
-        import torch.distributed as dist
-
-        world = self.ranks.world_size
-        for name, dim in (("W_enc", 1), ("b_enc", 0), ("W_dec", 0)):
-            mine = getattr(self, name).detach()
-            size = max(
-                shard_bounds(self.cfg.d_sae, r, world)[1]
-                - shard_bounds(self.cfg.d_sae, r, world)[0]
-                for r in range(world)
-            )
-            padded_shape = list(mine.shape)
-            padded_shape[dim] = size
-            padded = mine.new_zeros(padded_shape)
-            padded.narrow(dim, 0, mine.shape[dim]).copy_(mine)
-            parts = [torch.empty_like(padded) for _ in range(world)]
-            dist.all_gather(parts, padded)
-            for r, part in enumerate(parts):
-                start, stop = shard_bounds(self.cfg.d_sae, r, world)
-                getattr(sae, name).narrow(dim, start, stop - start).copy_(
-                    part.narrow(dim, 0, stop - start)
-                )
+        for name, dim in SHARDED.items():
+            getattr(sae, name).copy_(self._whole(getattr(self, name).detach(), dim))
         sae.b_dec.copy_(self.b_dec.detach())
+
+    def whole_optimizer(self, sae: Any, optimizer: torch.optim.Optimizer) -> torch.optim.Adam:
+        """The parameters gathered into ``sae`` and ``optimizer``'s state gathered into an Adam
+        over ``sae``'s parameters (what a one-process checkpoint holds); every rank calls it."""
+        self.gather_into(sae)
+        whole = torch.optim.Adam(sae.parameters())
+        theirs = dict(sae.named_parameters())
+        for name, param in self.named_parameters():
+            state = optimizer.state.get(param, {})
+            whole.state[theirs[name]] = {
+                key: self._whole(value, SHARDED[name])
+                if name in SHARDED and value.dim() > 0
+                else value.clone()
+                for key, value in state.items()
+            }
+        return whole
+
+    @torch.no_grad()
+    def load_whole(self, sae: Any, whole: torch.optim.Optimizer, optimizer: torch.optim.Optimizer):
+        """This rank's slices of ``sae``'s parameters and of ``whole``'s Adam state (a restored
+        one-process checkpoint) into this module and ``optimizer``."""
+        theirs = dict(sae.named_parameters())
+        for name, param in self.named_parameters():
+            param.copy_(self._mine(theirs[name].detach(), name))
+            state = whole.state.get(theirs[name], {})
+            optimizer.state[param] = {
+                key: self._mine(value, name) if value.dim() > 0 else value.clone()
+                for key, value in state.items()
+            }
