@@ -220,7 +220,9 @@ class ShardedTopK(torch.nn.Module):
         return whole
 
     @torch.no_grad()
-    def load_whole(self, sae: Any, whole: torch.optim.Optimizer, optimizer: torch.optim.Optimizer):
+    def load_whole(
+        self, sae: Any, whole: torch.optim.Optimizer, optimizer: torch.optim.Optimizer
+    ) -> None:
         """This rank's slices of ``sae``'s parameters and of ``whole``'s Adam state (a restored
         one-process checkpoint) into this module and ``optimizer``."""
         theirs = dict(sae.named_parameters())
