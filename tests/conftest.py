@@ -19,6 +19,16 @@ torch.set_num_threads(1)
 ALL_FAMILIES = tiny_families()
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, restored after it (SAE tests on tiny matrices: on a shared,
+    oversubscribed CPU, OpenMP threads only add waiting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """``tiny_model_dir(family) -> Path`` of a saved tiny model, built once per session."""

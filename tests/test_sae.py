@@ -29,13 +29,7 @@ HOOK = "blocks.0.hook_resid_post"
 RECOVERY_COSINE, RECOVERY_FRACTION = 0.9, 0.9
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matrices: with a shared, oversubscribed CPU, OpenMP threads only add waiting
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _step_input(x, mask):

@@ -21,12 +21,7 @@ from tests.test_faults import Killed, check_every_stop, snapshot, stop_at
 HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,12 +41,7 @@ ATOL, RTOL = 1e-5, 1e-4
 TIMEOUT = 300
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -200,15 +195,12 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
     return None
 
 
-@pytest.mark.slow
-def test_a_rank_killed_mid_run_then_rerun_gives_the_same_sae(
-    acts, one_process, two_processes, tmp_path
-):
-    out = tmp_path / "sae"
+def _kill_rank_1_after_a_checkpoint(command: list[str], out: Path, cwd: Path) -> list[int]:
+    """Launch ``command`` (two ranks), SIGKILL rank 1 once a checkpoint is written; assert the
+    launch failed mid-run and return the steps of the checkpoints it left."""
     process = subprocess.Popen(
-        _command(acts, out, 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(), cwd=tmp_path,
-    )  # fmt: skip
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=cwd
+    )
     try:
         deadline = time.time() + TIMEOUT
         while not list((out / "checkpoint").glob("step_*")) and time.time() < deadline:
@@ -226,6 +218,15 @@ def test_a_rank_killed_mid_run_then_rerun_gives_the_same_sae(
     assert not (out / "sae_weights.safetensors").exists()  # it stopped mid-run
     steps = [int(p.name.split("_")[1]) for p in (out / "checkpoint").glob("step_*")]
     assert steps and max(steps) < OPTIONS["steps"]
+    return steps
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_run_then_rerun_gives_the_same_sae(
+    acts, one_process, two_processes, tmp_path
+):
+    out = tmp_path / "sae"
+    _kill_rank_1_after_a_checkpoint(_command(acts, out, 2), out, tmp_path)
     # the checkpoint holds the global state only: one process continues it as well
     alone = tmp_path / "alone"
     shutil.copytree(out, alone)
@@ -330,27 +331,7 @@ def test_distributed_latents_killed_mid_run_resume_from_a_whole_checkpoint(
     the gathered (one-process format) checkpoint, and the SAE is the one-process one."""
     out = tmp_path / "sae"
     command = _command(acts, out, 2, distribute_latents=True)
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-        cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        deadline = time.time() + TIMEOUT
-        while not list((out / "checkpoint").glob("step_*")) and time.time() < deadline:
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            time.sleep(0.02)
-        pid = _rank_pid(process.pid, 1)
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        process.wait(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-    assert process.returncode != 0
-    assert not (out / "sae_weights.safetensors").exists()  # it stopped mid-run
-    steps = [int(p.name.split("_")[1]) for p in (out / "checkpoint").glob("step_*")]
-    assert steps and max(steps) < OPTIONS["steps"]
+    steps = _kill_rank_1_after_a_checkpoint(command, out, tmp_path)
     tensors = load_file(str(out / "checkpoint" / f"step_{max(steps):09d}" / "state.safetensors"))
     assert tensors["sae.W_enc"].shape == (24, OPTIONS["width"])  # whole, not a slice
     assert tensors["adam.W_enc.exp_avg"].numel() == 24 * OPTIONS["width"]
