@@ -244,6 +244,21 @@ def test_suite_is_deterministic_and_covers_all_categories(tmp_path):
     )
 
 
+def test_two_processes_building_one_suite_both_read_the_whole_suite(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "suite"
+    code = (f"from interp.organism.benchmarks import load_organism; "
+            f"print(len(load_organism({str(folder)!r})))")  # fmt: skip
+    both = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in both]
+    expected = len(read_suite(folder))
+    assert [(out.strip(), rc) for out, _, rc in results] == [(str(expected), 0)] * 2, results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suite"]  # no staging folder left
+
+
 def test_heldout_capability_wording_is_in_no_training_template_or_corpus_turn(tmp_path):
     from interp.data.vqa_templates import all_questions
     from interp.organism.model import vocabulary, words_of
@@ -516,3 +531,23 @@ def test_seed_table_pretrains_on_its_corpus_version_and_refuses_a_mixed_folder(t
     assert pretrained(old, 1, "coupled", 1, True, corpus_version=1) == old
     with pytest.raises(VSFAError, match="corpus version 1, not 2"):
         pretrained(old, 1, "coupled", 1, True, corpus_version=2)
+
+
+def test_seed_table_keeps_one_corpus_design_per_folder(tmp_path):
+    from interp.errors import VSFAError
+    from interp.organism.config import PretrainConfig
+    from interp.organism.seeds import SeedsConfig, pretrained
+
+    design = {"turn_counts": [3, 4]}
+    assert SeedsConfig(out="x", corpus=design).corpus == design
+    with pytest.raises(VSFAError, match="--world"):
+        SeedsConfig(out="x", corpus={"world": "decoupled"})
+    with pytest.raises(VSFAError, match="p_vigilant|p-vigilant"):
+        SeedsConfig(out="x", corpus={"p_vigilant": 2.0})
+    done = tmp_path / "base"
+    done.mkdir()
+    record = PretrainConfig(out=str(done), seed=1, corpus=design).record()
+    (done / "manifest.json").write_text(json.dumps({"complete": True, "config": record}))
+    assert pretrained(done, 1, "coupled", 1, True, corpus=design) == done
+    with pytest.raises(VSFAError, match="another --corpus design"):
+        pretrained(done, 1, "coupled", 1, True)  # the default design is another one

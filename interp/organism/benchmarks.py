@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 
 from interp.artifacts import make_manifest, read_json, write_json_atomic, write_text_atomic
@@ -240,5 +241,23 @@ def load_organism(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
                 f"organism benchmark folder {folder} is not empty and holds no suite; give an "
                 "empty or new folder to build one"
             )
-        build_suite(folder)
+        if (folder / "manifest.json").exists():
+            build_suite(folder)  # an older or unfinished suite of this folder: rebuilt in place
+        else:
+            _build_beside(folder)
     return read_suite(folder)
+
+
+def _build_beside(folder: Path) -> None:
+    """Build the suite in a private sibling folder and rename it into place, so that processes
+    starting together (a seed table's two halves) each find a whole suite, never a half one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.building-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    build_suite(staging)
+    try:
+        os.rename(staging, folder)  # onto a missing or empty folder only
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not _suite_is_complete(folder):
+            raise

@@ -17,7 +17,7 @@ processes may share ``out`` when they run different pretraining seeds.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ class SeedsConfig:
     corpus_version: int = 2
     """corpus of every pretraining: 2 (many wordings per image question, the default of new
     pretrainings) or 1 (the shipped base's corpus); recorded in seeds.json"""
+    corpus: dict[str, Any] = field(default_factory=dict)
+    """CorpusConfig fields that differ from its defaults, as JSON (a world-design variant; the
+    base and the twin both get them); recorded in seeds.json"""
     threads: int = 1
     """torch threads of pretraining and fine-tuning"""
     table_only: bool = False
@@ -74,6 +77,11 @@ class SeedsConfig:
         if not self.seeds or not self.finetune_seeds:
             raise VSFAError("--seeds and --finetune-seeds must not be empty")
         check_corpus_version(self.corpus_version)
+        if "world" in self.corpus or "corpus_version" in self.corpus:
+            raise VSFAError("--corpus: set the world with --world, the version with --corpus-version")
+        from interp.organism.config import PretrainConfig
+
+        PretrainConfig(corpus=self.corpus)  # a bad field or value fails here, before any run
 
 
 def world_sets(out: Path) -> dict[str, Path]:
@@ -96,13 +104,21 @@ def manifest_corpus_version(config: Mapping[str, Any]) -> int:
 
 
 def pretrained(
-    folder: Path, seed: int, world: World, threads: int, quiet: bool, corpus_version: int = 2
+    folder: Path,
+    seed: int,
+    world: World,
+    threads: int,
+    quiet: bool,
+    corpus_version: int = 2,
+    corpus: Mapping[str, Any] | None = None,
 ) -> Path:
     """The pretrained organism at ``folder`` (pretrained there unless complete); a complete
-    one pretrained on another corpus version is an error, not reused."""
+    one pretrained on another corpus version or corpus design is an error, not reused."""
     from interp.organism.config import PretrainConfig
     from interp.organism.pretrain import pretrain
 
+    config = PretrainConfig(out=str(folder), seed=seed, world=world, threads=threads,
+                            quiet=quiet, corpus_version=corpus_version, corpus=dict(corpus or {}))  # fmt: skip
     manifest = folder / "manifest.json"
     if manifest.exists() and (data := read_json(manifest)).get("complete"):
         found = manifest_corpus_version(data.get("config", {}))
@@ -111,17 +127,18 @@ def pretrained(
                 f"{folder} was pretrained on corpus version {found}, not {corpus_version}; "
                 "use another --out"
             )
+        recorded = data.get("config", {}).get("corpus")
+        if recorded is not None and _design(recorded) != _design(config.record()["corpus"]):
+            raise VSFAError(f"{folder} was pretrained on another --corpus design; use another --out")
         return folder
-    return pretrain(
-        PretrainConfig(
-            out=str(folder),
-            seed=seed,
-            world=world,
-            threads=threads,
-            quiet=quiet,
-            corpus_version=corpus_version,
-        )  # fmt: skip
-    )
+    return pretrain(config)
+
+
+def _design(corpus: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded corpus config as compared between runs (JSON turns tuples into lists)."""
+    import json
+
+    return json.loads(json.dumps({k: v for k, v in corpus.items() if k != "corpus_version"}))
 
 
 def score(model: Path, adapter: Path | None, items: Sequence[Any], out: Path) -> dict[str, Any]:
@@ -206,7 +223,8 @@ def seed_scores(config: SeedsConfig, seed: int, items: Sequence[Any], build: boo
         model = root / model_name
         if build:
             world: World = "decoupled" if model_name == "twin" else config.world
-            pretrained(model, seed, world, config.threads, config.quiet, config.corpus_version)
+            pretrained(model, seed, world, config.threads, config.quiet, config.corpus_version,
+                       config.corpus)  # fmt: skip
         name = f"{run}-f{ft}" if data else run
         out = root / "eval" / name
         done = all((out / k / "metrics.json").exists() for k in ("sampled", "greedy"))
@@ -329,7 +347,7 @@ def run_seeds(config: SeedsConfig) -> Path:
     items = load_organism(None)
     settings = {"seeds": list(config.seeds), "runs": list(config.runs),
                 "finetune_seeds": list(config.finetune_seeds),
-                "corpus_version": config.corpus_version}  # fmt: skip
+                "corpus_version": config.corpus_version, "corpus": config.corpus}  # fmt: skip
     table: dict[str, Any] = {"config": settings, "seeds": {}}
     for seed in config.seeds:
         if not config.table_only:
