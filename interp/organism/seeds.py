@@ -78,7 +78,9 @@ class SeedsConfig:
             raise VSFAError("--seeds and --finetune-seeds must not be empty")
         check_corpus_version(self.corpus_version)
         if "world" in self.corpus or "corpus_version" in self.corpus:
-            raise VSFAError("--corpus: set the world with --world, the version with --corpus-version")
+            raise VSFAError(
+                "--corpus: set the world with --world, the version with --corpus-version"
+            )
         from interp.organism.config import PretrainConfig
 
         PretrainConfig(corpus=self.corpus)  # a bad field or value fails here, before any run
@@ -117,8 +119,15 @@ def pretrained(
     from interp.organism.config import PretrainConfig
     from interp.organism.pretrain import pretrain
 
-    config = PretrainConfig(out=str(folder), seed=seed, world=world, threads=threads,
-                            quiet=quiet, corpus_version=corpus_version, corpus=dict(corpus or {}))  # fmt: skip
+    config = PretrainConfig(
+        out=str(folder),
+        seed=seed,
+        world=world,
+        threads=threads,
+        quiet=quiet,
+        corpus_version=corpus_version,
+        corpus=dict(corpus or {}),
+    )
     manifest = folder / "manifest.json"
     if manifest.exists() and (data := read_json(manifest)).get("complete"):
         found = manifest_corpus_version(data.get("config", {}))
@@ -129,7 +138,9 @@ def pretrained(
             )
         recorded = data.get("config", {}).get("corpus")
         if recorded is not None and _design(recorded) != _design(config.record()["corpus"]):
-            raise VSFAError(f"{folder} was pretrained on another --corpus design; use another --out")
+            raise VSFAError(
+                f"{folder} was pretrained on another --corpus design; use another --out"
+            )
         return folder
     return pretrain(config)
 
