@@ -544,6 +544,8 @@ def test_seed_table_keeps_one_corpus_design_per_folder(tmp_path):
         SeedsConfig(out="x", corpus={"world": "decoupled"})
     with pytest.raises(VSFAError, match="p_vigilant|p-vigilant"):
         SeedsConfig(out="x", corpus={"p_vigilant": 2.0})
+    with pytest.raises(VSFAError, match="--finetune-steps"):
+        SeedsConfig(out="x", finetune_steps=0)
     done = tmp_path / "base"
     done.mkdir()
     record = PretrainConfig(out=str(done), seed=1, corpus=design).record()

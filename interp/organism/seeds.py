@@ -60,6 +60,9 @@ class SeedsConfig:
     corpus_version: int = 2
     """corpus of every pretraining: 2 (many wordings per image question, the default of new
     pretrainings) or 1 (the shipped base's corpus); recorded in seeds.json"""
+    finetune_steps: int = 60
+    """optimizer steps of every fine-tuned run (ORGANISM_RECIPE's 60 by default: a dose check
+    is a table of its own, in its own --out); recorded in seeds.json"""
     corpus: dict[str, Any] = field(default_factory=dict)
     """CorpusConfig fields that differ from its defaults, as JSON (a world-design variant; the
     base and the twin both get them); recorded in seeds.json"""
@@ -74,6 +77,8 @@ class SeedsConfig:
         unknown = sorted(set(self.runs) - set(RUNS))
         if unknown:
             raise VSFAError(f"--runs: unknown {unknown}; expected some of {sorted(RUNS)}")
+        if self.finetune_steps < 1:
+            raise VSFAError("--finetune-steps must be at least 1")
         if not self.seeds or not self.finetune_seeds:
             raise VSFAError("--seeds and --finetune-seeds must not be empty")
         check_corpus_version(self.corpus_version)
@@ -247,7 +252,7 @@ def seed_scores(config: SeedsConfig, seed: int, items: Sequence[Any], build: boo
             if build:
                 paths = {"model": str(model), "data": str(sets[data]), "out": str(adapter)}
                 train(replace(ORGANISM_RECIPE, **paths, seed=ft, threads=config.threads,
-                              quiet=config.quiet))  # fmt: skip
+                              max_steps=config.finetune_steps, quiet=config.quiet))  # fmt: skip
         if build:
             scores.setdefault(run, []).append(score(model, adapter, items, out))
         else:
@@ -358,7 +363,8 @@ def run_seeds(config: SeedsConfig) -> Path:
     items = load_organism(None)
     settings = {"seeds": list(config.seeds), "runs": list(config.runs),
                 "finetune_seeds": list(config.finetune_seeds),
-                "corpus_version": config.corpus_version, "corpus": config.corpus}  # fmt: skip
+                "corpus_version": config.corpus_version, "corpus": config.corpus,
+                "finetune_steps": config.finetune_steps}  # fmt: skip
     table: dict[str, Any] = {"config": settings, "seeds": {}}
     for seed in config.seeds:
         if not config.table_only:
