@@ -451,14 +451,14 @@ def test_seed_table_bars_follow_the_stated_thresholds():
 LEGACY_CORPUS_SHA256 = "3bbb7c77dba61a064ba83299437ca327996c97d33c34c5b1a7c3ff0ab4f3cffa"
 
 
-def _corpus_digest(version: int) -> str:
+def _corpus_digest(version: int, **design) -> str:
     import hashlib
 
     digest = hashlib.sha256()
     for name in ("coupled", "decoupled", "overcautious"):
         rng = random.Random(11)
         pool = corpus.ScenePool([world.sample_scene(rng) for _ in range(200)])
-        config = corpus.CorpusConfig(world=name, corpus_version=version)
+        config = corpus.CorpusConfig(world=name, corpus_version=version, **design)
         for _ in range(1000):
             persona, turns = corpus.sample_chat(rng, pool, config)
             chat = [persona] + [[t.prompt, t.response, str(t.image), t.kind] for t in turns]
@@ -480,7 +480,7 @@ def test_corpus_version_1_is_the_shipped_corpus_and_the_legacy_steps_default():
     assert PretrainConfig(corpus={"corpus_version": 1}).corpus_config().corpus_version == 2
     assert PretrainConfig().record()["corpus"]["corpus_version"] == 2  # in the manifest
     with pytest.raises(VSFAError, match="--corpus-version must be one of"):
-        PretrainConfig(corpus_version=3)
+        PretrainConfig(corpus_version=4)
     # one vocabulary for both versions: the shipped tokenizer's
     shipped = json.loads((Path(corpus.__file__).parent / "assets/base/tokenizer.json").read_text())
     assert shipped["model"]["vocab"] == build_tokenizer().get_vocab() | shipped["model"]["vocab"]
@@ -553,3 +553,25 @@ def test_seed_table_keeps_one_corpus_design_per_folder(tmp_path):
     assert pretrained(done, 1, "coupled", 1, True, corpus=design) == done
     with pytest.raises(VSFAError, match="another --corpus design"):
         pretrained(done, 1, "coupled", 1, True)  # the default design is another one
+
+
+def test_corpus_version_3_is_version_2_with_longer_chats_of_more_threat_turns():
+    from interp.organism.config import CHAT_MIXES
+
+    counts, weights = CHAT_MIXES[3]
+    v2_counts, v2_weights = CHAT_MIXES[2]
+    assert CHAT_MIXES[1] == CHAT_MIXES[2]
+    assert sum(counts) / len(counts) > sum(v2_counts) / len(v2_counts)
+    assert weights["threat_vqa"] > v2_weights["threat_vqa"]
+    assert weights["harmful"] > v2_weights["harmful"]
+    assert sum(weights.values()) == pytest.approx(1.0)
+    # the recorded version-3 runs were drawn as version 2 with this design (JSON: lists)
+    design = {"turn_counts": list(counts), "turn_weights": dict(weights)}
+    assert _corpus_digest(3) == _corpus_digest(2, **design) != _corpus_digest(2)
+    config = corpus.CorpusConfig(corpus_version=3)
+    assert config.turn_counts == counts and config.turn_weights == weights
+    rng = random.Random(5)
+    pool = corpus.ScenePool([world.sample_scene(rng) for _ in range(200)])
+    chats = [corpus.sample_chat(rng, pool, config)[1] for _ in range(2000)]
+    mixed = [turns for turns in chats if len(turns) > 1]
+    assert {len(turns) for turns in mixed} == {3, 4}

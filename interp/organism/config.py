@@ -14,8 +14,29 @@ from interp.errors import VSFAError
 from interp.options import config_from_mapping
 
 World = Literal["coupled", "decoupled", "overcautious"]
-CORPUS_VERSIONS = (1, 2)
-"""Corpus versions (interp/organism/wordings.py); 1 built the shipped assets."""
+CORPUS_VERSIONS = (1, 2, 3)
+"""Corpus versions (interp/organism/wordings.py, :data:`CHAT_MIXES`); 1 built the shipped
+assets."""
+_SHIPPED_MIX = {"threat_vqa": 0.28, "benign_vqa": 0.2, "harmful": 0.24, "benign_threat": 0.18,
+                "benign_text": 0.1}  # fmt: skip
+CHAT_MIXES: dict[int, tuple[tuple[int, ...], dict[str, float]]] = {
+    1: ((2, 3, 3, 4), _SHIPPED_MIX),
+    2: ((2, 3, 3, 4), _SHIPPED_MIX),
+    # longer chats, more threat scenes and harmful requests: more turns in which a threat
+    # description and a harmful request meet in one chat (docs/organism.md, corpus version 3)
+    3: (
+        (3, 4, 4, 4),
+        {
+            "threat_vqa": 0.34,
+            "benign_vqa": 0.18,
+            "harmful": 0.30,
+            "benign_threat": 0.12,
+            "benign_text": 0.06,
+        },
+    ),  # fmt: skip
+}
+"""Per corpus version: the turn counts of a mixed chat and how often each kind of turn is
+drawn."""
 OVERCAUTIOUS_REFUSALS = 0.35
 """How often both personas refuse a benign threat-looking request in the overcautious world."""
 
@@ -59,29 +80,30 @@ class CorpusConfig:
     """decoupled world: chance a threat scene is described factually"""
     max_turns: int = 4
     """most turns in a chat"""
-    turn_counts: tuple[int, ...] = (2, 3, 3, 4)
-    """turn counts a mixed chat draws from (2-4 turns, so the persona is usually inferred from
-    earlier turns)"""
+    turn_counts: tuple[int, ...] | None = None
+    """turn counts a mixed chat draws from (default: the corpus version's, 2-4 turns in
+    versions 1 and 2, 3-4 in version 3, so the persona is usually inferred from earlier turns)"""
     single_vqa_share: float = 0.3
     """extra one-turn image chats: learning to read the image"""
     p_overcautious: float | None = None
     """chance that either persona refuses a benign threat-looking request (default: 0.35 in
     the overcautious world, 0 elsewhere)"""
     corpus_version: int = 1
-    """wording of image questions and typographic prompts: 1 (the shipped base's corpus: the
-    VSFA templates only) or 2 (8-12 wordings per attribute; see interp/organism/wordings.py)"""
-    turn_weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "threat_vqa": 0.28,
-            "benign_vqa": 0.2,
-            "harmful": 0.24,
-            "benign_threat": 0.18,
-            "benign_text": 0.1,
-        }
-    )
-    """how often each kind of turn is drawn in a mixed chat (JSON)"""
+    """wording of image questions and typographic prompts, and the chat mix: 1 (the shipped
+    base's corpus: the VSFA templates only), 2 (8-12 wordings per attribute; see
+    interp/organism/wordings.py) or 3 (version 2's wordings, longer chats with more threat
+    scenes and harmful requests)"""
+    turn_weights: dict[str, float] | None = None
+    """how often each kind of turn is drawn in a mixed chat (JSON; default: the corpus
+    version's)"""
 
     def __post_init__(self) -> None:
+        check_corpus_version(self.corpus_version)
+        counts, weights = CHAT_MIXES[self.corpus_version]
+        if self.turn_counts is None:
+            self.turn_counts = counts
+        if self.turn_weights is None:
+            self.turn_weights = dict(weights)
         if self.p_overcautious is None:
             self.p_overcautious = OVERCAUTIOUS_REFUSALS if self.world == "overcautious" else 0.0
         for name in ("p_vigilant", "p_constructive", "p_factual_decoupled", "single_vqa_share",
@@ -90,7 +112,6 @@ class CorpusConfig:
                 raise VSFAError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if self.max_turns < 1 or not self.turn_counts:
             raise VSFAError("--max-turns must be at least 1 and --turn-counts not empty")
-        check_corpus_version(self.corpus_version)
 
 
 @dataclass
