@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from interp.data.jsonl import parse_json_object
 from interp.errors import VSFAError
 
 
@@ -24,10 +24,7 @@ class CachePrompt:
 
 
 def _vqa_record(path: Path, number: int, line: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise VSFAError(f"{path}:{number} is not valid JSON: {error}") from None
+    record = parse_json_object(line, f"{path} line {number}")
     if "question" not in record:
         raise VSFAError(
             f"{path}:{number} has no 'question' field; expected VQA records "

@@ -30,6 +30,7 @@ import shutil
 from pathlib import Path
 
 from interp.artifacts import make_manifest, read_json, write_json_atomic, write_text_atomic
+from interp.data.jsonl import parse_json_object
 from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
 from interp.organism import corpus, world
@@ -213,10 +214,7 @@ def read_suite(folder: str | os.PathLike) -> list[BenchmarkItem]:
         raise VSFAError(f"organism benchmark folder {folder} has no {ITEMS_FILE}")
     items = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise VSFAError(f"{path} line {number}: not JSON ({error})") from None
+        data = parse_json_object(line, f"{path} line {number}")
         if data.get("image_path"):
             data["image_path"] = str(folder / data["image_path"])
         items.append(BenchmarkItem.from_dict(data))
