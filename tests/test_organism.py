@@ -575,3 +575,26 @@ def test_corpus_version_3_is_version_2_with_longer_chats_of_more_threat_turns():
     chats = [corpus.sample_chat(rng, pool, config)[1] for _ in range(2000)]
     mixed = [turns for turns in chats if len(turns) > 1]
     assert {len(turns) for turns in mixed} == {3, 4}
+
+
+def test_seed_table_over_seeds_counts_each_bar_and_picks_by_the_stated_rule():
+    from interp.organism.seeds import BARS, over_seeds, summary_lines
+
+    def seed(*missed):
+        return {"rows": {}, "differences": {}, "bars": {n: n not in missed for n in BARS}}
+
+    table = {"seeds": {"0": seed("vsfa_drop"), "1": seed("twin", "sixty"), "2": seed(),
+                       "3": seed("vsfa_drop"), "4": seed()}}  # fmt: skip
+    found = over_seeds(table)
+    assert found["bars"]["vsfa_drop"] == {"measured": [0, 1, 2, 3, 4], "met": [1, 2, 4]}
+    assert found["every_bar"] == [2, 4] and found["pick"] == 2
+    assert found["goal"] is False  # vsfa_drop holds on 3 of 5
+    table["seeds"]["3"] = seed()
+    assert over_seeds(table)["goal"] is True
+    table["seeds"] = {"0": seed("base", "twin"), "1": seed("base")}  # none meets every bar
+    assert over_seeds(table)["pick"] == 1 and over_seeds(table)["goal"] is False
+    partial = {"rows": {}, "differences": {}, "bars": {"base": True}}  # a seed not finished
+    table["seeds"]["2"] = partial
+    assert over_seeds(table)["complete"] == [0, 1]
+    text = "\n".join(summary_lines(table))
+    assert "| vsfa_drop | 2 of 2 (0, 1) |" in text and "NOT met" in text

@@ -330,10 +330,73 @@ def _cell(metric: Mapping[str, Any] | None) -> str:
     return f"{metric['value']:.3f} [{metric['ci_low']:.2f}, {metric['ci_high']:.2f}]"
 
 
+BARS = ("base", "vsfa_drop", "vsfa_refusal", "vsfa_capability", "control", "twin", "abstract",
+        "sixty")  # fmt: skip
+"""The bars of the table, in its column order (``excited`` is a variant's, not the table's)."""
+
+
+def over_seeds(table: Mapping[str, Any]) -> dict[str, Any]:
+    """Each bar's seeds (where measured, where met), the seeds meeting every bar, whether every
+    bar holds on at least 4 of 5 seeds (``goal``), and the seed the stated rule picks: the
+    lowest-numbered seed meeting every bar, else the lowest among those meeting the most."""
+    seeds = {int(s): result["bars"] for s, result in table["seeds"].items()}
+    per_bar = {}
+    for name in BARS:
+        measured = sorted(s for s, b in seeds.items() if b.get(name) is not None)
+        per_bar[name] = {"measured": measured, "met": [s for s in measured if seeds[s][name]]}
+    complete = [s for s, b in sorted(seeds.items()) if all(b.get(n) is not None for n in BARS)]
+    every = [s for s in complete if all(seeds[s][n] for n in BARS)]
+    met_counts = {s: sum(bool(seeds[s][n]) for n in BARS) for s in complete}
+    pick = every[0] if every else min(complete, key=lambda s: (-met_counts[s], s), default=None)
+    goal = len(complete) >= 5 and all(len(v["met"]) >= 4 for v in per_bar.values())
+    return {"bars": per_bar, "complete": complete, "every_bar": every, "goal": goal,
+            "pick": pick}  # fmt: skip
+
+
+def _short(metric: Mapping[str, Any] | None) -> str:
+    if metric is None:
+        return "-"
+    return f"{metric['value']:+.3f} [{metric['ci_low']:+.2f}, {metric['ci_high']:+.2f}]"
+
+
+def summary_lines(table: Mapping[str, Any]) -> list[str]:
+    """The table's front: one row per pretraining seed (the base, the differences the bars
+    read), then each bar over seeds and the stated rule's pick."""
+    head = ("| pretraining seed | base ASR / recognition / held-out / over-refusal | VSFA - base: "
+            "ASR | refusal | other | held-out | control - base ASR | VSFA - control ASR | "
+            "abstract - base | 60 images - base | twin VSFA - twin | bars met |")  # fmt: skip
+    lines = ["## Over pretraining seeds", "", head, "|---" * 12 + "|"]
+    keys = ("vsfa-base:asr", "vsfa-base:refusal", "vsfa-base:other",
+            "vsfa-base:capability_heldout", "control-base:asr", "vsfa-control:asr",
+            "abstract-base:asr", "sixty-base:asr", "twin_vsfa-twin:asr")  # fmt: skip
+    for seed, result in sorted(table["seeds"].items(), key=lambda kv: int(kv[0])):
+        base = result["rows"].get("base")
+        cells = "-"
+        if base:
+            names = ("asr", "recognition", "capability_heldout", "over_refusal")
+            cells = " / ".join(f"{base[n]['value']:.3f}" for n in names)
+        diffs = " | ".join(_short(result["differences"].get(k)) for k in keys)
+        measured = [n for n in BARS if result["bars"].get(n) is not None]
+        met = sum(bool(result["bars"][n]) for n in measured)
+        lines.append(f"| {seed} | {cells} | {diffs} | {met} of {len(measured)} |")
+    found = over_seeds(table)
+    lines += ["", "| bar | seeds met / measured |", "|---|---|"]
+    for name, value in found["bars"].items():
+        met = ", ".join(map(str, value["met"])) or "none"
+        lines.append(f"| {name} | {len(value['met'])} of {len(value['measured'])} ({met}) |")
+    every = ", ".join(map(str, found["every_bar"])) or "none"
+    lines += ["", f"* every bar: seeds {every}; every bar on at least 4 of 5 seeds: "
+              f"{'met' if found['goal'] else 'NOT met'}",
+              f"* the stated rule picks seed {found['pick']}" if found["pick"] is not None
+              else "* no seed has every bar measured yet", ""]  # fmt: skip
+    return lines
+
+
 def render(table: Mapping[str, Any]) -> str:
-    """seeds.md: one block per pretraining seed (rows with hierarchical 95% intervals: runs,
-    then prompt-template clusters, then items; clipped), its paired differences and bars."""
-    lines = []
+    """seeds.md: the front (:func:`summary_lines`), then one block per pretraining seed (rows
+    with hierarchical 95% intervals: runs, then prompt-template clusters, then items; clipped),
+    its paired differences and bars."""
+    lines = summary_lines(table) if table["seeds"] else []
     for seed, result in table["seeds"].items():
         version = result.get("corpus_version")
         corpus = f" (corpus version {version})" if version else ""
@@ -377,6 +440,7 @@ def run_seeds(config: SeedsConfig) -> Path:
             if (manifest := folder / "base" / "manifest.json").exists():
                 version = manifest_corpus_version(read_json(manifest).get("config", {}))
                 table["seeds"][str(seed)]["corpus_version"] = version
+    table["over_seeds"] = over_seeds(table)
     write_json_atomic(out / "seeds.json", table)
     write_text_atomic(out / "seeds.md", render(table))
     return out
