@@ -3,7 +3,7 @@
 # two processes, one core each, sharing one output folder; each step resumes when rerun.
 #   scripts/organism_seeds.sh [OUT [OPTIONS...]]   (default OUT: runs/organism-seeds)
 # OPTIONS go to every `vsfa organism seeds` call, e.g. --corpus-version 1 for the shipped base's
-# corpus (the default is corpus version 2). Logs: OUT/log-a.txt, OUT/log-b.txt; the table:
+# corpus (the default is corpus version 3). Logs: OUT/log-a.txt, OUT/log-b.txt; the table:
 # OUT/seeds.md and OUT/seeds.json.
 set -euo pipefail
 out="${1:-runs/organism-seeds}"

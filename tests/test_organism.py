@@ -473,12 +473,12 @@ def test_corpus_version_1_is_the_shipped_corpus_and_the_legacy_steps_default():
     assert _corpus_digest(1) == LEGACY_CORPUS_SHA256
     assert _corpus_digest(2) != LEGACY_CORPUS_SHA256
     assert corpus.CorpusConfig().corpus_version == 1  # world data and its corpus sample
-    assert PretrainConfig().corpus_config().corpus_version == 2  # new pretrainings
+    assert PretrainConfig().corpus_config().corpus_version == 3  # new pretrainings
     legacy = PretrainConfig(legacy_step=True)
     assert legacy.corpus_version == legacy.corpus_config().corpus_version == 1
     assert PretrainConfig(legacy_step=True, corpus_version=2).corpus_config().corpus_version == 2
-    assert PretrainConfig(corpus={"corpus_version": 1}).corpus_config().corpus_version == 2
-    assert PretrainConfig().record()["corpus"]["corpus_version"] == 2  # in the manifest
+    assert PretrainConfig(corpus={"corpus_version": 1}).corpus_config().corpus_version == 3
+    assert PretrainConfig().record()["corpus"]["corpus_version"] == 3  # in the manifest
     with pytest.raises(VSFAError, match="--corpus-version must be one of"):
         PretrainConfig(corpus_version=4)
     # one vocabulary for both versions: the shipped tokenizer's
@@ -521,7 +521,7 @@ def test_seed_table_pretrains_on_its_corpus_version_and_refuses_a_mixed_folder(t
     from interp.errors import VSFAError
     from interp.organism.seeds import SeedsConfig, manifest_corpus_version, pretrained
 
-    assert SeedsConfig(out="x").corpus_version == 2
+    assert SeedsConfig(out="x").corpus_version == 3
     with pytest.raises(VSFAError, match="--corpus-version"):
         SeedsConfig(out="x", corpus_version=0)
     old = tmp_path / "base"  # a complete pretraining from before corpus versions

@@ -175,8 +175,9 @@ class PretrainConfig:
     typo_images: int = 48
     """typographic images in the pool"""
     corpus_version: int | None = None
-    """corpus wording: 2 (many wordings per image question; the default) or 1 (the shipped
-    base's corpus; the default with --legacy-step)"""
+    """corpus: 3 (version 2's wordings, 3-4 turn chats with more threat scenes and harmful
+    requests; the default), 2 (many wordings per image question) or 1 (the shipped base's
+    corpus; the default with --legacy-step)"""
     legacy_step: bool = False
     """the language step that built the shipped base (float32, SDPA attention, logits at every
     position, buckets of 8 batches; about 1.5x slower); with --seed 0 and one thread it reproduces
@@ -199,7 +200,7 @@ class PretrainConfig:
         if self.threads < 0:
             raise VSFAError("--threads must be 0 (torch's default) or more")
         if self.corpus_version is None:
-            self.corpus_version = 1 if self.legacy_step else 2
+            self.corpus_version = 1 if self.legacy_step else 3
         self.corpus_config()
         self.model_config()
 

@@ -57,9 +57,9 @@ class SeedsConfig:
     world: World = "coupled"
     """world of the base (coupled, or overcautious for the over-refusal variant); the twin is
     always decoupled"""
-    corpus_version: int = 2
-    """corpus of every pretraining: 2 (many wordings per image question, the default of new
-    pretrainings) or 1 (the shipped base's corpus); recorded in seeds.json"""
+    corpus_version: int = 3
+    """corpus of every pretraining: 3 (the default of new pretrainings), 2 or 1 (the shipped
+    base's corpus); recorded in seeds.json"""
     finetune_steps: int = 60
     """optimizer steps of every fine-tuned run (ORGANISM_RECIPE's 60 by default: a dose check
     is a table of its own, in its own --out); recorded in seeds.json"""
@@ -116,7 +116,7 @@ def pretrained(
     world: World,
     threads: int,
     quiet: bool,
-    corpus_version: int = 2,
+    corpus_version: int = 3,
     corpus: Mapping[str, Any] | None = None,
 ) -> Path:
     """The pretrained organism at ``folder`` (pretrained there unless complete); a complete

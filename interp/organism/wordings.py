@@ -5,9 +5,10 @@
   typographic prompt one of two wordings. Some pretraining seeds then key an attribute on
   incidental words (``"where is the object in this picture ?"`` answered with the size, because
   "the object in the picture" mostly comes with the size question) and fail held-out wordings.
-* **version 2** (the default of new pretrainings): the VSFA templates plus 7-10 more wordings
-  per attribute (other frames, question words, the object's noun, choice questions), and six
-  more typographic prompts, so that the model learns which word asks for which attribute.
+* **version 2** (and version 3, which changes only the chat mix): the VSFA templates plus 7-10
+  more wordings per attribute (other frames, question words, the object's noun, choice
+  questions), and six more typographic prompts, so that the model learns which word asks for
+  which attribute.
 
 Every wording uses only words of the organism's vocabulary (the tokenizer is the same for both
 versions), and none is within one word of a held-out benchmark wording
