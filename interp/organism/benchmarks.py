@@ -29,7 +29,14 @@ import random
 import shutil
 from pathlib import Path
 
-from interp.artifacts import make_manifest, read_json, write_json_atomic, write_text_atomic
+from interp.artifacts import (
+    make_manifest,
+    make_temporary_dir,
+    read_json,
+    replace,
+    write_json_atomic,
+    write_text_atomic,
+)
 from interp.data.jsonl import parse_json_object
 from interp.data.records import BENCHMARKS, BenchmarkItem
 from interp.errors import VSFAError
@@ -248,14 +255,15 @@ def load_organism(path: str | os.PathLike | None = None) -> list[BenchmarkItem]:
 
 def _build_beside(folder: Path) -> None:
     """Build the suite in a private sibling folder and rename it into place, so that processes
-    starting together (a seed table's two halves) each find a whole suite, never a half one."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.building-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    build_suite(staging)
+    starting together (a seed table's two halves) each find a whole suite, never a half one.
+    Not :func:`~interp.artifacts.atomic_dir`: that moves a finished suite aside while another
+    process may be reading it; this rename only lands on a missing or empty folder."""
+    staging = make_temporary_dir(folder)
     try:
-        os.rename(staging, folder)  # onto a missing or empty folder only
+        build_suite(staging)
+        replace(staging, folder)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not _suite_is_complete(folder):
+        if not _suite_is_complete(folder):  # another process's rename won: read its suite
             raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
