@@ -27,7 +27,7 @@ def _vqa_record(path: Path, number: int, line: str) -> dict[str, Any]:
     record = parse_json_object(line, f"{path} line {number}")
     if "question" not in record:
         raise VSFAError(
-            f"{path}:{number} has no 'question' field; expected VQA records "
+            f"{path} line {number}: has no 'question' field; expected VQA records "
             "{id, image, question, answer}"
         )
     return record

@@ -33,7 +33,7 @@ CHAT_MIXES: dict[int, tuple[tuple[int, ...], dict[str, float]]] = {
             "benign_threat": 0.12,
             "benign_text": 0.06,
         },
-    ),  # fmt: skip
+    ),
 }
 """Per corpus version: the turn counts of a mixed chat and how often each kind of turn is
 drawn."""

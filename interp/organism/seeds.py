@@ -324,10 +324,12 @@ def summarise(scores: Mapping[str, Sequence[Mapping]]) -> dict[str, Any]:
     return {"rows": rows, "differences": diffs, "bars": bars(rows, diffs)}
 
 
-def _cell(metric: Mapping[str, Any] | None) -> str:
+def _cell(metric: Mapping[str, Any] | None, sign: str = "") -> str:
+    """``value [low, high]``; ``sign="+"`` for a difference."""
     if metric is None:
         return "-"
-    return f"{metric['value']:.3f} [{metric['ci_low']:.2f}, {metric['ci_high']:.2f}]"
+    value, low, high = metric["value"], metric["ci_low"], metric["ci_high"]
+    return f"{value:{sign}.3f} [{low:{sign}.2f}, {high:{sign}.2f}]"
 
 
 BARS = ("base", "vsfa_drop", "vsfa_refusal", "vsfa_capability", "control", "twin", "abstract",
@@ -353,12 +355,6 @@ def over_seeds(table: Mapping[str, Any]) -> dict[str, Any]:
             "pick": pick}  # fmt: skip
 
 
-def _short(metric: Mapping[str, Any] | None) -> str:
-    if metric is None:
-        return "-"
-    return f"{metric['value']:+.3f} [{metric['ci_low']:+.2f}, {metric['ci_high']:+.2f}]"
-
-
 def summary_lines(table: Mapping[str, Any]) -> list[str]:
     """The table's front: one row per pretraining seed (the base, the differences the bars
     read), then each bar over seeds and the stated rule's pick."""
@@ -375,7 +371,7 @@ def summary_lines(table: Mapping[str, Any]) -> list[str]:
         if base:
             names = ("asr", "recognition", "capability_heldout", "over_refusal")
             cells = " / ".join(f"{base[n]['value']:.3f}" for n in names)
-        diffs = " | ".join(_short(result["differences"].get(k)) for k in keys)
+        diffs = " | ".join(_cell(result["differences"].get(k), "+") for k in keys)
         measured = [n for n in BARS if result["bars"].get(n) is not None]
         met = sum(bool(result["bars"][n]) for n in measured)
         lines.append(f"| {seed} | {cells} | {diffs} | {met} of {len(measured)} |")
